@@ -1,0 +1,662 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The data path of encrypted files (docs/FORMAT.md, "Data units").
+ *
+ * Plaintext offset p lives at backing offset 4096 + p; the logical size is the
+ * backing size minus the 4096-byte header, so appends need no metadata write.
+ * Data unit i (plaintext bytes [4096 i, 4096 i + 4096)) is AES-256-XTS with
+ * tweak i; a final partial unit uses ciphertext stealing (>= 16 bytes) or a
+ * keystream (1..15 bytes). Because the encryption of the final unit depends on
+ * its length, every change of size re-encodes the old final unit first.
+ *
+ * Concurrency. Writes and reads lock the data units they touch in the inode's
+ * range lock (exclusive / shared), so different regions of a disk proceed in
+ * parallel and only partial-unit read-modify-write of the same unit waits.
+ * Anything that changes the size or the encryption state also holds in_lock
+ * and locks every unit whose length changes. A write that stays inside the
+ * current size needs only its range; one that extends the file retries under
+ * in_lock. in_crypt's contents only change under in_lock plus an exclusive
+ * lock on all units, so any range lock keeps them stable.
+ *
+ * Buffers are per thread (allocated once, 4 KiB aligned): no allocation per
+ * request.
+ */
+#include "vmcfs.h"
+#include "vmc_crypto.h"
+#include "vmc_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HDR ((uint64_t)VMC_FMT_HDR_SIZE)
+#define UNIT ((uint64_t)VMC_FMT_UNIT_SIZE)
+#define USHIFT VMC_FMT_UNIT_SHIFT
+
+/* --- per-thread buffers --------------------------------------------------- */
+
+struct io_tls {
+	uint8_t *buf;
+	size_t cap;
+	uint8_t *unit; /* one data unit of scratch */
+};
+
+static pthread_key_t io_key;
+static pthread_once_t io_once = PTHREAD_ONCE_INIT;
+
+static void io_tls_free(void *p)
+{
+	struct io_tls *t = p;
+
+	if (!t)
+		return;
+	free(t->buf);
+	free(t->unit);
+	free(t);
+}
+
+static void io_key_init(void)
+{
+	pthread_key_create(&io_key, io_tls_free);
+}
+
+void vmc_io_thread_fini(void)
+{
+	pthread_once(&io_once, io_key_init);
+	io_tls_free(pthread_getspecific(io_key));
+	pthread_setspecific(io_key, NULL);
+}
+
+static struct io_tls *io_tls(void)
+{
+	struct io_tls *t;
+
+	pthread_once(&io_once, io_key_init);
+	t = pthread_getspecific(io_key);
+	if (t)
+		return t;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	if (posix_memalign((void **)&t->unit, UNIT, UNIT)) {
+		free(t);
+		return NULL;
+	}
+	pthread_setspecific(io_key, t);
+	return t;
+}
+
+/* A buffer of at least @len bytes, valid until the thread's next request. */
+static uint8_t *io_buf(size_t len)
+{
+	struct io_tls *t = io_tls();
+
+	if (!t)
+		return NULL;
+	if (t->cap < len) {
+		size_t cap = (len + UNIT - 1) & ~(UNIT - 1);
+		void *p;
+
+		if (posix_memalign(&p, UNIT, cap))
+			return NULL;
+		free(t->buf);
+		t->buf = p;
+		t->cap = cap;
+	}
+	return t->buf;
+}
+
+static uint8_t *io_unit(void)
+{
+	struct io_tls *t = io_tls();
+
+	return t ? t->unit : NULL;
+}
+
+/* --- helpers -------------------------------------------------------------- */
+
+/* Length of data unit @u in a file of @size bytes (0 if beyond the end). */
+static inline uint64_t unit_len(uint64_t u, uint64_t size)
+{
+	uint64_t start = u << USHIFT;
+
+	if (size <= start)
+		return 0;
+	return size - start < UNIT ? size - start : UNIT;
+}
+
+static inline uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* pread that retries short reads and zero-fills what lies past the backing EOF. */
+static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	memset(buf + done, 0, len - done);
+	return 0;
+}
+
+static int pwrite_full(int fd, const uint8_t *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Read and decrypt unit @u, @len bytes long, into @buf. */
+static int unit_load(struct vmc_inode *in, int fd, uint64_t u, uint64_t len, uint8_t *buf)
+{
+	int r;
+
+	if (len == 0)
+		return 0;
+	r = pread_full(fd, buf, len, HDR + (u << USHIFT));
+	if (!r)
+		r = vmc_dek_decrypt(in->in_crypt->fc_dek, u, buf, len);
+	return r;
+}
+
+/*
+ * Re-encode unit @u from its length in a file of @old_size bytes to
+ * @new_len bytes (zero-extended or cut). A unit that was a hole and stays
+ * all zeros at >= 16 bytes stays a hole (nothing written).
+ */
+static int unit_reencode(struct vmc_inode *in, int fd, uint64_t u, uint64_t old_size,
+			 uint64_t new_len)
+{
+	uint64_t old_len = unit_len(u, old_size);
+	uint8_t *b = io_unit();
+	bool hole;
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	if (old_len == new_len || new_len == 0)
+		return 0;
+	r = pread_full(fd, b, old_len, HDR + (u << USHIFT));
+	if (r)
+		return r;
+	hole = old_len == 0 || vmc_unit_is_hole(b, old_len);
+	if (hole && new_len >= 16)
+		return 0; /* zeros before and after; the backing extension reads as zeros */
+	if (!hole) {
+		r = vmc_dek_decrypt(in->in_crypt->fc_dek, u, b, old_len);
+		if (r)
+			return r;
+	} else {
+		memset(b, 0, old_len);
+	}
+	if (new_len > old_len)
+		memset(b + old_len, 0, new_len - old_len);
+	r = vmc_dek_encrypt(in->in_crypt->fc_dek, u, b, new_len);
+	if (!r)
+		r = pwrite_full(fd, b, new_len, HDR + (u << USHIFT));
+	return r;
+}
+
+/*
+ * Write @len bytes of @src (NULL: zeros) at plaintext offset @off into a file
+ * whose size goes from @old_size to @new_size (new_size >= off + len). The
+ * caller holds an exclusive range lock on the units touched.
+ */
+static int units_write(struct vmc_inode *in, int fd, const uint8_t *src, size_t len, uint64_t off,
+		       uint64_t old_size, uint64_t new_size)
+{
+	uint64_t end = off + len, u0 = off >> USHIFT, u1 = (end + UNIT - 1) >> USHIFT;
+	uint64_t span = min_u64(u1 << USHIFT, new_size) - (u0 << USHIFT);
+	uint8_t *out = io_buf(span);
+	struct vmc_dek *dek = in->in_crypt->fc_dek;
+	uint8_t *o = out;
+	int r = 0;
+
+	if (!out)
+		return -ENOMEM;
+	for (uint64_t u = u0; u < u1; u++) {
+		uint64_t ustart = u << USHIFT, lnew = unit_len(u, new_size);
+		uint64_t a = off > ustart ? off - ustart : 0;          /* covered: [a, b) */
+		uint64_t b = min_u64(end - ustart, lnew);
+		const uint8_t *s = src ? src + (ustart + a - off) : NULL;
+
+		if (a == 0 && b == lnew) {
+			/* The write covers the whole unit at its new length. */
+			if (s)
+				memcpy(o, s, lnew);
+			else
+				memset(o, 0, lnew);
+		} else {
+			/* Read-modify-write of a partially covered unit. */
+			uint64_t lold = unit_len(u, old_size);
+
+			r = unit_load(in, fd, u, lold, o);
+			if (r)
+				goto out;
+			if (lnew > lold)
+				memset(o + lold, 0, lnew - lold);
+			if (s)
+				memcpy(o + a, s, b - a);
+			else
+				memset(o + a, 0, b - a);
+		}
+		o += lnew;
+	}
+	r = vmc_dek_encrypt(dek, u0, out, span);
+	if (!r)
+		r = pwrite_full(fd, out, span, HDR + (u0 << USHIFT));
+out:
+	return r;
+}
+
+/* --- attach / detach ------------------------------------------------------ */
+
+int vmc_crypt_attach(struct vmc_inode *in, int fd)
+{
+	struct vmc_fcrypt *fc = in->in_crypt, *fresh = NULL;
+	struct vmc_hdr *hdr = NULL;
+	uint8_t *hbuf = NULL, *dek = NULL;
+	char err[256], where[512];
+	struct vmc_dek *d = NULL;
+	struct stat st;
+	size_t hlen;
+	int r;
+
+	if (fstat(fd, &st))
+		return -errno;
+	hbuf = malloc(HDR);
+	hdr = malloc(sizeof(*hdr));
+	if (!hbuf || !hdr) {
+		r = -ENOMEM;
+		goto out;
+	}
+	hlen = st.st_size < (off_t)HDR ? (size_t)st.st_size : HDR;
+	r = pread_full(fd, hbuf, hlen, 0);
+	if (r)
+		goto out;
+	if (vmc_hdr_probe(hbuf, hlen) == VMC_PROBE_CLEAR) {
+		atomic_store(&in->in_undecided, st.st_size == 0);
+		atomic_store(&in->in_enc, VMC_ENC_CLEAR);
+		in->in_crypt_users++;
+		goto out;
+	}
+	if (fc && atomic_load(&in->in_enc) == VMC_ENC_CRYPT) {
+		in->in_crypt_users++; /* keys already loaded by another handle */
+		goto out;
+	}
+	r = vmc_hdr_parse(hdr, hbuf, hlen, err, sizeof(err));
+	if (r) {
+		vmc_inode_path(in, where, sizeof(where));
+		vmc_err("%s: %s", where, err);
+		atomic_store(&in->in_enc, VMC_ENC_DAMAGED);
+		r = -EIO;
+		goto out;
+	}
+	dek = vmc_secret_alloc(VMC_FMT_DEK_LEN);
+	if (!dek) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = vmc_vm_unwrap(in, hdr, dek);
+	if (!r)
+		r = vmc_dek_new(&d, dek);
+	if (r)
+		goto out;
+	if (!fc) {
+		fc = fresh = calloc(1, sizeof(*fc));
+		if (!fc) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	vmc_dek_free(fc->fc_dek);
+	fc->fc_dek = d;
+	d = NULL;
+	fc->fc_hdr = *hdr;
+	in->in_crypt = fc;
+	atomic_store(&in->in_size, (uint64_t)st.st_size - HDR);
+	atomic_store(&in->in_undecided, false);
+	atomic_store(&in->in_enc, VMC_ENC_CRYPT);
+	in->in_crypt_users++;
+out:
+	if (r && fresh)
+		free(fresh);
+	vmc_dek_free(d);
+	vmc_secret_free(dek, VMC_FMT_DEK_LEN);
+	free(hdr);
+	free(hbuf);
+	return r;
+}
+
+void vmc_crypt_detach(struct vmc_inode *in)
+{
+	if (--in->in_crypt_users > 0 || !in->in_crypt)
+		return;
+	vmc_dek_free(in->in_crypt->fc_dek);
+	free(in->in_crypt);
+	in->in_crypt = NULL;
+}
+
+int vmc_crypt_init_header(struct vmc_inode *in, int fd, struct vmc_hdr *hdr, const uint8_t *dek)
+{
+	struct vmc_fcrypt *fc = in->in_crypt;
+	struct vmc_dek *d;
+	int r;
+
+	r = vmc_dek_new(&d, dek);
+	if (r)
+		return r;
+	r = pwrite_full(fd, (const uint8_t *)&hdr->raw, HDR, 0);
+	if (r) {
+		ftruncate(fd, 0); /* leave an empty file, never a partial header */
+		vmc_dek_free(d);
+		return r;
+	}
+	if (!fc) {
+		fc = calloc(1, sizeof(*fc));
+		if (!fc) {
+			ftruncate(fd, 0);
+			vmc_dek_free(d);
+			return -ENOMEM;
+		}
+		in->in_crypt = fc;
+	} else {
+		vmc_dek_free(fc->fc_dek);
+	}
+	fc->fc_dek = d;
+	fc->fc_hdr = *hdr;
+	atomic_store(&in->in_size, 0);
+	atomic_store(&in->in_undecided, false);
+	atomic_store(&in->in_enc, VMC_ENC_CRYPT);
+	return 0;
+}
+
+/* --- read / write --------------------------------------------------------- */
+
+int vmc_crypt_read(struct vmc_inode *in, int fd, uint8_t **out, size_t size, off_t off,
+		   size_t *outlen)
+{
+	uint64_t u0 = (uint64_t)off >> USHIFT, u1 = ((uint64_t)off + size + UNIT - 1) >> USHIFT;
+	uint64_t fsize, start, end;
+	struct vmc_rl_req rq;
+	uint8_t *buf;
+	int r = 0;
+
+	*outlen = 0;
+	if (size == 0)
+		return 0;
+	vmc_rl_lock(&in->in_rl, &rq, u0, u1, false);
+	fsize = atomic_load(&in->in_size);
+	if ((uint64_t)off >= fsize)
+		goto out;
+	start = u0 << USHIFT;
+	end = min_u64(u1 << USHIFT, fsize);
+	buf = io_buf(end - start);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = pread_full(fd, buf, end - start, HDR + start);
+	if (!r)
+		r = vmc_dek_decrypt(in->in_crypt->fc_dek, u0, buf, end - start);
+	if (r)
+		goto out;
+	*out = buf + (off - start);
+	*outlen = min_u64((uint64_t)off + size, fsize) - (uint64_t)off;
+out:
+	vmc_rl_unlock(&in->in_rl, &rq);
+	return r;
+}
+
+ssize_t vmc_crypt_write(struct vmc_inode *in, int fd, const uint8_t *buf, size_t len, off_t off)
+{
+	uint64_t end = (uint64_t)off + len, u0 = (uint64_t)off >> USHIFT;
+	uint64_t u1 = (end + UNIT - 1) >> USHIFT, size, t;
+	struct vmc_rl_req rq;
+	int r;
+
+	if (len == 0)
+		return 0;
+	/* Fast path: the write stays within the current size. */
+	vmc_rl_lock(&in->in_rl, &rq, u0, u1, true);
+	size = atomic_load(&in->in_size);
+	if (atomic_load(&in->in_enc) == VMC_ENC_CRYPT && end <= size) {
+		r = units_write(in, fd, buf, len, (uint64_t)off, size, size);
+		vmc_rl_unlock(&in->in_rl, &rq);
+		return r ? r : (ssize_t)len;
+	}
+	vmc_rl_unlock(&in->in_rl, &rq);
+
+	/* The write extends the file: serialize with other size changes. */
+	pthread_mutex_lock(&in->in_lock);
+	if (atomic_load(&in->in_enc) != VMC_ENC_CRYPT) {
+		/* Truncated to empty meanwhile: the caller classifies again. */
+		pthread_mutex_unlock(&in->in_lock);
+		return -EAGAIN;
+	}
+	size = atomic_load(&in->in_size);
+	t = size >> USHIFT; /* the old final unit, partial when size % UNIT */
+	vmc_rl_lock(&in->in_rl, &rq, t < u0 ? t : u0, VMC_RL_ALL, true);
+	r = 0;
+	if (end > size && (size & (UNIT - 1)) && t < u0)
+		r = unit_reencode(in, fd, t, size, UNIT);
+	if (!r)
+		r = units_write(in, fd, buf, len, (uint64_t)off, size, end > size ? end : size);
+	if (!r && end > size)
+		atomic_store(&in->in_size, end);
+	vmc_rl_unlock(&in->in_rl, &rq);
+	pthread_mutex_unlock(&in->in_lock);
+	return r ? r : (ssize_t)len;
+}
+
+/* --- size changes --------------------------------------------------------- */
+
+/*
+ * Grow from the current size to @size, allocating with fallocate when
+ * @alloc (mode 0), else leaving holes. in_lock and the range lock from the old
+ * final unit held.
+ */
+static int grow(struct vmc_inode *in, int fd, uint64_t size, bool alloc, uint64_t alloc_off)
+{
+	uint64_t old = atomic_load(&in->in_size), t = old >> USHIFT, tn = size >> USHIFT;
+	uint64_t nlast = size & (UNIT - 1);
+	int r = 0;
+
+	if (old & (UNIT - 1))
+		r = unit_reencode(in, fd, t, old, unit_len(t, size));
+	if (r)
+		return r;
+	if (alloc) {
+		if (fallocate(fd, 0, (off_t)(HDR + alloc_off), (off_t)(size - alloc_off)))
+			return -errno;
+	} else if (ftruncate(fd, (off_t)(HDR + size))) {
+		return -errno;
+	}
+	/* A final unit of 1..15 bytes is never left as a hole (unless the
+	 * re-encode above already wrote it). */
+	if (nlast && nlast < 16 && (tn != t || !(old & (UNIT - 1)))) {
+		uint8_t z[16] = { 0 };
+
+		r = vmc_dek_encrypt(in->in_crypt->fc_dek, tn, z, nlast);
+		if (!r)
+			r = pwrite_full(fd, z, nlast, HDR + (tn << USHIFT));
+	}
+	if (!r)
+		atomic_store(&in->in_size, size);
+	return r;
+}
+
+int vmc_crypt_truncate(struct vmc_inode *in, int fd, uint64_t size)
+{
+	uint64_t old = atomic_load(&in->in_size), t;
+	struct vmc_rl_req rq;
+	int r = 0;
+
+	if (size == old)
+		return 0;
+	if (size > (uint64_t)INT64_MAX - HDR)
+		return -EFBIG;
+	if (size == 0) {
+		/* Empty files carry no header: the next data is classified afresh. */
+		vmc_rl_lock(&in->in_rl, &rq, 0, VMC_RL_ALL, true);
+		if (ftruncate(fd, 0))
+			r = -errno;
+		if (!r) {
+			atomic_store(&in->in_size, 0);
+			atomic_store(&in->in_undecided, true);
+			atomic_store(&in->in_enc, VMC_ENC_CLEAR);
+		}
+		vmc_rl_unlock(&in->in_rl, &rq);
+		return r;
+	}
+	t = (size < old ? size : old) >> USHIFT;
+	vmc_rl_lock(&in->in_rl, &rq, t, VMC_RL_ALL, true);
+	if (size > old) {
+		r = grow(in, fd, size, false, 0);
+	} else {
+		r = unit_reencode(in, fd, t, old, unit_len(t, size));
+		if (!r && ftruncate(fd, (off_t)(HDR + size)))
+			r = -errno;
+		if (!r)
+			atomic_store(&in->in_size, size);
+	}
+	vmc_rl_unlock(&in->in_rl, &rq);
+	return r;
+}
+
+/* Zero plaintext [off, end) inside the file; @zero_range keeps allocation. */
+static int zero_span(struct vmc_inode *in, int fd, uint64_t off, uint64_t end, bool zero_range)
+{
+	uint64_t size = atomic_load(&in->in_size), a, b;
+	int r;
+
+	if (end > size)
+		end = size;
+	if (off >= end)
+		return 0;
+	/* Whole units inside the span (the final unit counts when it is >= 16 bytes
+	 * and the span reaches the end of the file). */
+	a = (off + UNIT - 1) >> USHIFT;
+	b = end >> USHIFT;
+	if (end == size && (size & (UNIT - 1)) >= 16)
+		b = (size + UNIT - 1) >> USHIFT;
+	if (a >= b) {
+		return units_write(in, fd, NULL, end - off, off, size, size);
+	}
+	if (off < (a << USHIFT)) {
+		r = units_write(in, fd, NULL, (a << USHIFT) - off, off, size, size);
+		if (r)
+			return r;
+	}
+	{
+		uint64_t s = a << USHIFT, e = min_u64(b << USHIFT, size);
+		int mode = zero_range ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+
+		if (fallocate(fd, mode, (off_t)(HDR + s), (off_t)(e - s))) {
+			if (!zero_range || errno != EOPNOTSUPP)
+				return -errno;
+			if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(HDR + s),
+				      (off_t)(e - s)))
+				return -errno;
+		}
+	}
+	if ((b << USHIFT) < end)
+		return units_write(in, fd, NULL, end - (b << USHIFT), b << USHIFT, size, size);
+	return 0;
+}
+
+int vmc_crypt_fallocate(struct vmc_inode *in, int fd, int mode, off_t off, off_t len)
+{
+	uint64_t start = (uint64_t)off, end = (uint64_t)off + (uint64_t)len, size;
+	bool keep = mode & FALLOC_FL_KEEP_SIZE;
+	struct vmc_rl_req rq;
+	int r = 0;
+
+	if (off < 0 || len <= 0)
+		return -EINVAL;
+	if (end > (uint64_t)INT64_MAX - HDR)
+		return -EFBIG;
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
+		return -EOPNOTSUPP; /* collapse/insert would move data across tweaks */
+	if ((mode & FALLOC_FL_PUNCH_HOLE) && !keep)
+		return -EINVAL;
+
+	pthread_mutex_lock(&in->in_lock);
+	if (atomic_load(&in->in_enc) != VMC_ENC_CRYPT) {
+		pthread_mutex_unlock(&in->in_lock);
+		return -EAGAIN;
+	}
+	size = atomic_load(&in->in_size);
+	vmc_rl_lock(&in->in_rl, &rq, (start < size ? start : size) >> USHIFT, VMC_RL_ALL, true);
+	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		if (!keep && end > size)
+			r = grow(in, fd, end, false, 0);
+		if (!r)
+			r = zero_span(in, fd, start, end, mode & FALLOC_FL_ZERO_RANGE);
+	} else if (keep || end <= size) {
+		/* Allocate backing blocks; unwritten blocks read as holes. */
+		if (fallocate(fd, keep ? FALLOC_FL_KEEP_SIZE : 0, (off_t)(HDR + start), len))
+			r = -errno;
+	} else {
+		r = grow(in, fd, end, true, start);
+	}
+	vmc_rl_unlock(&in->in_rl, &rq);
+	pthread_mutex_unlock(&in->in_lock);
+	return r;
+}
+
+off_t vmc_crypt_lseek(struct vmc_inode *in, int fd, off_t off, int whence)
+{
+	uint64_t size = atomic_load(&in->in_size);
+	off_t r;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE)
+		return -EINVAL;
+	if (off < 0)
+		return -ENXIO;
+	if ((uint64_t)off >= size)
+		return -ENXIO;
+	r = lseek(fd, (off_t)HDR + off, whence);
+	if (r < 0)
+		return -errno;
+	r -= (off_t)HDR;
+	if (whence == SEEK_DATA) {
+		r &= ~(off_t)(UNIT - 1); /* a data unit is data from its start */
+		if (r < off)
+			r = off;
+		if ((uint64_t)r >= size)
+			return -ENXIO;
+	} else {
+		r = (r + (off_t)UNIT - 1) & ~(off_t)(UNIT - 1);
+		if ((uint64_t)r > size)
+			r = (off_t)size;
+		if (r < off)
+			r = off;
+	}
+	return r;
+}

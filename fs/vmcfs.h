@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The vmcryptfs daemon's private structures and the functions its files share.
+ *
+ * The daemon is a libfuse low-level filesystem in the shape of libfuse's
+ * passthrough_ll example: a FUSE inode number is the address of a struct
+ * vmc_inode that holds an O_PATH descriptor of the backing object. On top of
+ * that, regular files carry their encryption state: cleartext files are passed
+ * through untouched; encrypted files (a header at offset 0, see
+ * lib/vmc_format.h) have their data encrypted in 4096-byte units.
+ *
+ * Files:
+ *   main.c      options, start-up, daemonizing, the session loop
+ *   ops.c       the FUSE operation table: decode a request, call a worker,
+ *               reply exactly once
+ *   inode.c     the inode table and header probing
+ *   cryptio.c   the encrypted data path: open, read, write, truncate,
+ *               fallocate, lseek
+ *   vm.c        VM directories: policy files, classification, new headers
+ *   rangelock.c byte-range locks on data units
+ *
+ * Lock order (outer to inner):
+ *   vmc_inode.in_lock -> vmc_inode.in_rl (range lock) -> vmcfs.fs_ino_lock
+ * fs_ino_lock is a leaf: nothing is called with it held except table work.
+ * Internal functions return 0 or -errno; ops.c flips the sign for FUSE.
+ */
+#ifndef VMCFS_H
+#define VMCFS_H
+
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "rangelock.h"
+#include "vmc_config.h"
+#include "vmc_dek.h"
+#include "vmc_header.h"
+#include "vmc_keyring.h"
+
+/* Encryption state of a regular file's backing object. */
+enum vmc_enc {
+	VMC_ENC_UNKNOWN = 0, /* not probed yet */
+	VMC_ENC_CLEAR,       /* no header: passed through */
+	VMC_ENC_CRYPT,       /* header at offset 0, data encrypted */
+	VMC_ENC_DAMAGED,     /* starts with the magic but the header is unusable */
+};
+
+/*
+ * The loaded keys of an encrypted file. Created when the file is first opened
+ * (or touched by a path truncate), shared by all its handles, wiped when the
+ * last user lets go. Protected by in_lock for creation and replacement;
+ * readers and writers use it under the inode's range lock.
+ */
+struct vmc_fcrypt {
+	struct vmc_dek *fc_dek;   /* the file's DEK */
+	struct vmc_hdr fc_hdr; /* header as read or written */
+};
+
+/*
+ * One backing object. Lives from the first lookup until the kernel forgets
+ * it and no internal reference remains.
+ */
+struct vmc_inode {
+	struct vmc_inode *in_hnext; /* hash chain; protected by fs_ino_lock */
+	int in_fd;                  /* O_PATH descriptor; immutable */
+	dev_t in_dev;               /* immutable */
+	ino_t in_ino;               /* immutable */
+	mode_t in_type;             /* S_IFMT bits; immutable */
+	uint64_t in_nlookup;        /* kernel lookups; protected by fs_ino_lock */
+	uint64_t in_refs;           /* internal references; protected by fs_ino_lock */
+
+	/* Last known name: used to classify a file when it gets its first data. */
+	struct vmc_inode *in_parent; /* holds an internal reference; fs_ino_lock */
+	char *in_name;               /* protected by fs_ino_lock */
+
+	/* Regular files only. */
+	pthread_mutex_t in_lock;      /* serializes size and encryption-state changes */
+	_Atomic int in_enc;           /* enum vmc_enc; written under in_lock */
+	atomic_bool in_undecided;     /* cleartext and empty: classify at first data */
+	struct vmc_fcrypt *in_crypt;  /* in_lock; see struct vmc_fcrypt */
+	int in_crypt_users;           /* in_lock: open handles and operations in progress */
+	_Atomic uint64_t in_size;     /* logical size while in_crypt is loaded */
+	struct vmc_rangelock in_rl;   /* data-unit range lock */
+};
+
+/* An open file. */
+struct vmc_handle {
+	int fh_fd;           /* backing descriptor, read-write when writing */
+	bool fh_crypt_ref;   /* holds an in_crypt_users reference */
+};
+
+/* The mounted filesystem. One per process. */
+struct vmcfs {
+	char *fs_backing;              /* backing directory, absolute */
+	int fs_backing_fd;             /* O_PATH of the backing directory */
+	dev_t fs_backing_dev;
+	struct vmc_inode fs_root;
+	pthread_mutex_t fs_ino_lock;   /* the inode table and name links */
+	struct vmc_inode **fs_buckets; /* fs_ino_lock */
+	size_t fs_nbuckets;
+	size_t fs_ninodes;             /* fs_ino_lock */
+
+	struct vmc_config *fs_cfg;
+	struct vmc_keyring *fs_keyring;
+	pthread_mutex_t fs_vm_lock;    /* serializes creation of VM key records */
+
+	double fs_attr_timeout;
+	double fs_entry_timeout;
+	bool fs_writeback;
+	bool fs_is_root;               /* running as root: chown new objects */
+	bool fs_debug;
+};
+
+extern struct vmcfs vmcfs;
+
+static inline struct vmc_inode *vmc_inode_of(fuse_ino_t ino)
+{
+	return ino == FUSE_ROOT_ID ? &vmcfs.fs_root : (struct vmc_inode *)(uintptr_t)ino;
+}
+
+/* inode.c */
+int vmc_inode_table_init(void);
+void vmc_inode_table_fini(void);
+/* Find or add the inode for @fd (consumed) described by @st; +1 lookup. */
+struct vmc_inode *vmc_inode_get(int fd, const struct stat *st, struct vmc_inode *parent,
+				const char *name, bool lookup);
+/* Update the remembered parent/name of @in. */
+void vmc_inode_set_name(struct vmc_inode *in, struct vmc_inode *parent, const char *name);
+/* Drop @n kernel lookups / one internal reference. */
+void vmc_inode_forget(struct vmc_inode *in, uint64_t n);
+void vmc_inode_unref(struct vmc_inode *in);
+void vmc_inode_ref(struct vmc_inode *in);
+/* Copy the remembered name; returns the parent with a reference, or NULL. */
+struct vmc_inode *vmc_inode_name(struct vmc_inode *in, char *name, size_t len);
+/* Look at the first bytes of a regular file and set in_enc. */
+int vmc_inode_probe(struct vmc_inode *in);
+/* A descriptor with @flags for the object of an O_PATH descriptor. */
+int vmc_reopen(struct vmc_inode *in, int flags);
+/* Turn a backing stat into what the mount shows. */
+int vmc_inode_stat(struct vmc_inode *in, struct stat *st);
+bool vmc_name_reserved(const char *name);
+/* "dir/sub/name" relative to the backing directory, for messages. */
+void vmc_inode_path(struct vmc_inode *in, char *buf, size_t len);
+/* The remembered parent directory of @in with a reference, or NULL. */
+struct vmc_inode *vmc_inode_parent(struct vmc_inode *in);
+
+/* cryptio.c */
+/*
+ * Take a user reference for an open of regular file @in through @fd: reads
+ * the header, and for an encrypted file unwraps its key (failing with
+ * -ENOKEY, -EKEYREJECTED or -EIO, and then taking no reference). in_lock held.
+ */
+int vmc_crypt_attach(struct vmc_inode *in, int fd);
+/* Drop it; the last user wipes the keys. in_lock held. */
+void vmc_crypt_detach(struct vmc_inode *in);
+int vmc_crypt_read(struct vmc_inode *in, int fd, uint8_t **out, size_t size, off_t off,
+		   size_t *outlen);
+ssize_t vmc_crypt_write(struct vmc_inode *in, int fd, const uint8_t *buf, size_t len, off_t off);
+int vmc_crypt_truncate(struct vmc_inode *in, int fd, uint64_t size); /* in_lock held */
+int vmc_crypt_fallocate(struct vmc_inode *in, int fd, int mode, off_t off, off_t len);
+off_t vmc_crypt_lseek(struct vmc_inode *in, int fd, off_t off, int whence);
+/* Write a fresh header for an empty file; in_lock held. */
+int vmc_crypt_init_header(struct vmc_inode *in, int fd, struct vmc_hdr *hdr, const uint8_t *dek);
+void vmc_io_thread_fini(void);
+
+/* vm.c */
+/*
+ * Decide what an empty file @in becomes when data first arrives: 0 with
+ * *encrypt false for cleartext, or true with a new header sealed in @hdr and
+ * its DEK in @dek (VMC_FMT_DEK_LEN bytes of secret memory). @first/@firstlen
+ * are the first bytes to be written at offset 0 (NULL when the first data
+ * is not at offset 0). Fails with -EIO when the VM's policy is unusable.
+ */
+int vmc_vm_classify_new(struct vmc_inode *in, const void *first, size_t firstlen,
+			bool *encrypt, struct vmc_hdr *hdr, uint8_t *dek);
+/*
+ * Check that writing cleartext into the non-empty cleartext file @in is
+ * allowed: fails with -EIO when the file's VM has an unusable policy and the
+ * file's class could be encrypted.
+ */
+int vmc_vm_check_clear_write(struct vmc_inode *in);
+/* Unwrap the DEK of header @hdr into @dek (secret memory). */
+int vmc_vm_unwrap(struct vmc_inode *in, const struct vmc_hdr *hdr, uint8_t *dek);
+
+#endif

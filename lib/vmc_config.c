@@ -1,0 +1,448 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Configuration and policy-file parsing on libconfuse (see vmc_config.h and
+ * docs/CONFIGURATION.md). Every message names the file and the line.
+ */
+#include "vmc_config.h"
+#include "vmc_format.h"
+#include "vmc_log.h"
+#include "vmc_paths.h"
+
+#include <confuse.h>
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char vmc_config_default_text[] =
+	"# vmcryptfs embedded default configuration\n"
+	"key-provider \"native\" {\n"
+	"\ttype = \"native\"\n"
+	"\tkey-file = \"" VMC_NATIVE_DEFAULT_KEY "\"\n"
+	"}\n"
+	"policy \"vm-encryption\" {\n"
+	"\tprovider = \"native\"\n"
+	"\tdisks = true\n"
+	"}\n";
+
+/* libconfuse's lexer has global state: one parse at a time. */
+static pthread_mutex_t vmc_confuse_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Where the error callback writes; only used under vmc_confuse_lock. */
+static char *vmc_confuse_err;
+static size_t vmc_confuse_errlen;
+
+static void confuse_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	char msg[512];
+	const char *file = cfg && cfg->filename ? cfg->filename : "(config)";
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (!vmc_confuse_err || vmc_confuse_err[0])
+		return; /* keep the first error: it is the cause */
+	if (cfg && cfg->line > 0)
+		snprintf(vmc_confuse_err, vmc_confuse_errlen, "%s:%d: %s", file, cfg->line, msg);
+	else
+		snprintf(vmc_confuse_err, vmc_confuse_errlen, "%s: %s", file, msg);
+}
+
+static bool name_ok(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
+			return false;
+	return true;
+}
+
+static int validate_level(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *v = cfg_opt_getnstr(opt, cfg_opt_size(opt) - 1);
+
+	if (vmc_log_level_from_name(v) < 0) {
+		cfg_error(cfg, "log-level \"%s\" is not one of error, warning, notice, info, debug",
+			  v);
+		return -1;
+	}
+	return 0;
+}
+
+static int validate_class(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *v = cfg_opt_getnstr(opt, cfg_opt_size(opt) - 1);
+	int c = vmc_class_from_name(v);
+
+	if (c < 0 || c == VMC_CLASS_VMDK) {
+		cfg_error(cfg, "class \"%s\" is not one of cleartext, disk, home, coredump, other",
+			  v);
+		return -1;
+	}
+	return 0;
+}
+
+static void param_add(struct vmc_provider_conf *p, const char *name, const char *value,
+		      int *r)
+{
+	struct vmc_kp_param *n;
+
+	if (*r)
+		return;
+	n = realloc(p->params, (p->nparams + 1) * sizeof(*n));
+	if (!n) {
+		*r = -ENOMEM;
+		return;
+	}
+	p->params = n;
+	n[p->nparams].name = strdup(name);
+	n[p->nparams].value = strdup(value);
+	if (!n[p->nparams].name || !n[p->nparams].value) {
+		free((char *)n[p->nparams].name);
+		free((char *)n[p->nparams].value);
+		*r = -ENOMEM;
+		return;
+	}
+	p->nparams++;
+}
+
+/* Move a parsed libconfuse tree into struct vmc_config. */
+static int config_build(cfg_t *root, struct vmc_config *c, char *err, size_t errlen)
+{
+	unsigned int n;
+	int r = 0;
+
+	if (cfg_size(root, "log-level"))
+		c->log_level = vmc_log_level_from_name(cfg_getstr(root, "log-level"));
+
+	n = cfg_size(root, "key-provider");
+	c->providers = calloc(n ? n : 1, sizeof(*c->providers));
+	if (!c->providers)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < n; i++) {
+		cfg_t *sec = cfg_getnsec(root, "key-provider", i);
+		struct vmc_provider_conf *p = &c->providers[c->nproviders++];
+		const char *type = cfg_getstr(sec, "type");
+
+		p->name = strdup(cfg_title(sec));
+		p->type = type ? strdup(type) : NULL;
+		if (!p->name || (type && !p->type))
+			return -ENOMEM;
+		if (!name_ok(p->name, VMC_FMT_PROVIDER_MAX)) {
+			snprintf(err, errlen, "%s: key-provider \"%s\": a name is 1-63 letters, "
+				 "digits, '.', '_' or '-'", c->source, p->name);
+			return -EINVAL;
+		}
+		if (!type || !name_ok(type, 33)) {
+			snprintf(err, errlen, "%s: key-provider \"%s\": \"type\" must name a "
+				 "provider type, such as \"native\" or \"kmip\"", c->source, p->name);
+			return -EINVAL;
+		}
+		for (unsigned int j = 0; j < cfg_size(sec, "server"); j++)
+			param_add(p, "server", cfg_getnstr(sec, "server", j), &r);
+		/* Free-form "name = value" options go to the plugin. */
+		for (unsigned int j = 0; j < cfg_num(sec); j++) {
+			cfg_opt_t *o = &sec->opts[j];
+
+			if (!strcmp(o->name, "type") || !strcmp(o->name, "server") ||
+			    o->type != CFGT_STR || !cfg_opt_size(o))
+				continue;
+			param_add(p, o->name, cfg_opt_getnstr(o, 0), &r);
+		}
+		if (r)
+			return r;
+	}
+
+	n = cfg_size(root, "policy");
+	c->policies = calloc(n ? n : 1, sizeof(*c->policies));
+	if (!c->policies)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < n; i++) {
+		cfg_t *sec = cfg_getnsec(root, "policy", i);
+		struct vmc_policy_conf *p = &c->policies[c->npolicies++];
+		const char *prov = cfg_getstr(sec, "provider");
+
+		p->name = strdup(cfg_title(sec));
+		p->provider = prov ? strdup(prov) : NULL;
+		p->disks = cfg_getbool(sec, "disks");
+		if (!p->name || (prov && !p->provider))
+			return -ENOMEM;
+		if (!name_ok(p->name, VMC_NAME_MAX)) {
+			snprintf(err, errlen, "%s: policy \"%s\": a name is 1-63 letters, digits, "
+				 "'.', '_' or '-'", c->source, p->name);
+			return -EINVAL;
+		}
+		if (!prov || !vmc_config_provider(c, prov)) {
+			snprintf(err, errlen, "%s: policy \"%s\": provider \"%s\" is not defined by "
+				 "any key-provider section", c->source, p->name, prov ? prov : "");
+			return -EINVAL;
+		}
+	}
+
+	n = cfg_size(root, "file-class");
+	c->rules = calloc(n ? n : 1, sizeof(*c->rules));
+	if (!c->rules)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < n; i++) {
+		cfg_t *sec = cfg_getnsec(root, "file-class", i);
+		struct vmc_class_rule *rule = &c->rules[c->nrules++];
+		const char *cls = cfg_getstr(sec, "class");
+
+		rule->pattern = strdup(cfg_title(sec));
+		if (!rule->pattern)
+			return -ENOMEM;
+		if (!cls) {
+			snprintf(err, errlen, "%s: file-class \"%s\": \"class\" is required",
+				 c->source, rule->pattern);
+			return -EINVAL;
+		}
+		rule->cls = (enum vmc_class)vmc_class_from_name(cls);
+		if (!strcmp(rule->pattern, VMC_FMT_POLICY_NAME) ||
+		    !strncmp(rule->pattern, VMC_FMT_RESERVED_PREFIX, strlen(VMC_FMT_RESERVED_PREFIX))) {
+			snprintf(err, errlen, "%s: file-class \"%s\": the policy file and vmcryptfs' "
+				 "own files cannot be reclassified", c->source, rule->pattern);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int vmc_config_parse(const char *text, const char *name, struct vmc_config **out, char *err,
+		     size_t errlen)
+{
+	cfg_opt_t provider_opts[] = {
+		CFG_STR("type", NULL, CFGF_NODEFAULT),
+		CFG_STR_LIST("server", NULL, CFGF_NODEFAULT),
+		CFG_END(),
+	};
+	cfg_opt_t policy_opts[] = {
+		CFG_STR("provider", NULL, CFGF_NODEFAULT),
+		CFG_BOOL("disks", cfg_true, CFGF_NONE),
+		CFG_END(),
+	};
+	cfg_opt_t class_opts[] = {
+		CFG_STR("class", NULL, CFGF_NODEFAULT),
+		CFG_END(),
+	};
+	cfg_opt_t opts[] = {
+		CFG_STR("log-level", NULL, CFGF_NODEFAULT),
+		CFG_SEC("key-provider", provider_opts,
+			CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES | CFGF_KEYSTRVAL),
+		CFG_SEC("policy", policy_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		CFG_SEC("file-class", class_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		CFG_END(),
+	};
+	struct vmc_config *c;
+	cfg_t *root;
+	int r = 0, pr;
+
+	err[0] = '\0';
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->log_level = -1;
+	c->source = strdup(name);
+	if (!c->source) {
+		free(c);
+		return -ENOMEM;
+	}
+
+	pthread_mutex_lock(&vmc_confuse_lock);
+	vmc_confuse_err = err;
+	vmc_confuse_errlen = errlen;
+	root = cfg_init(opts, CFGF_NONE);
+	if (!root) {
+		r = -ENOMEM;
+		goto unlock;
+	}
+	cfg_set_error_function(root, confuse_errfunc);
+	cfg_set_validate_func(root, "log-level", validate_level);
+	cfg_set_validate_func(root, "file-class|class", validate_class);
+	free(root->filename);
+	root->filename = strdup(name);
+	pr = cfg_parse_buf(root, text);
+	if (pr != CFG_SUCCESS) {
+		if (!err[0])
+			snprintf(err, errlen, "%s: cannot parse the configuration", name);
+		r = -EINVAL;
+	} else {
+		r = config_build(root, c, err, errlen);
+	}
+	cfg_free(root);
+unlock:
+	vmc_confuse_err = NULL;
+	pthread_mutex_unlock(&vmc_confuse_lock);
+
+	if (r) {
+		vmc_config_free(c);
+		return r;
+	}
+	*out = c;
+	return 0;
+}
+
+/* Read a whole small text file; refuses more than @max bytes. */
+static int read_text(const char *path, size_t max, char **out, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	size_t n;
+
+	if (!f) {
+		int e = errno;
+
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(e));
+		return -e;
+	}
+	buf = malloc(max + 1);
+	if (!buf) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	n = fread(buf, 1, max + 1, f);
+	if (ferror(f) || n > max) {
+		snprintf(err, errlen, "%s: %s", path,
+			 n > max ? "file too large" : "read error");
+		fclose(f);
+		free(buf);
+		return n > max ? -EFBIG : -EIO;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	if (memchr(buf, '\0', n)) {
+		snprintf(err, errlen, "%s: contains a NUL byte; not a text file", path);
+		free(buf);
+		return -EINVAL;
+	}
+	*out = buf;
+	return 0;
+}
+
+int vmc_config_load(const char *path, struct vmc_config **out, char *err, size_t errlen)
+{
+	char *text = NULL;
+	int r;
+
+	if (!path) {
+		if (access(VMC_DEFAULT_CONFIG, F_OK) == 0)
+			path = VMC_DEFAULT_CONFIG;
+		else
+			return vmc_config_parse(vmc_config_default_text, "(embedded default)", out,
+						err, errlen);
+	}
+	r = read_text(path, 1 << 20, &text, err, errlen);
+	if (r)
+		return r;
+	r = vmc_config_parse(text, path, out, err, errlen);
+	free(text);
+	return r;
+}
+
+void vmc_config_free(struct vmc_config *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->nproviders; i++) {
+		struct vmc_provider_conf *p = &c->providers[i];
+
+		for (size_t j = 0; j < p->nparams; j++) {
+			free((char *)p->params[j].name);
+			free((char *)p->params[j].value);
+		}
+		free(p->params);
+		free(p->name);
+		free(p->type);
+	}
+	for (size_t i = 0; i < c->npolicies; i++) {
+		free(c->policies[i].name);
+		free(c->policies[i].provider);
+	}
+	for (size_t i = 0; i < c->nrules; i++)
+		free(c->rules[i].pattern);
+	free(c->providers);
+	free(c->policies);
+	free(c->rules);
+	free(c->source);
+	free(c);
+}
+
+const struct vmc_provider_conf *vmc_config_provider(const struct vmc_config *cfg,
+						    const char *name)
+{
+	for (size_t i = 0; i < cfg->nproviders; i++)
+		if (!strcmp(cfg->providers[i].name, name))
+			return &cfg->providers[i];
+	return NULL;
+}
+
+const struct vmc_policy_conf *vmc_config_policy(const struct vmc_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->npolicies; i++)
+		if (!strcmp(cfg->policies[i].name, name))
+			return &cfg->policies[i];
+	return NULL;
+}
+
+/* --- vmcrypt.policy ------------------------------------------------------- */
+
+int vmc_policy_parse(const char *text, const char *path, const struct vmc_config *cfg,
+		     struct vmc_vm_policy *out, char *err, size_t errlen)
+{
+	cfg_opt_t opts[] = {
+		CFG_STR("policy", NULL, CFGF_NODEFAULT),
+		CFG_BOOL("disks", cfg_true, CFGF_NODEFAULT),
+		CFG_END(),
+	};
+	cfg_t *root;
+	int r = 0;
+
+	err[0] = '\0';
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&vmc_confuse_lock);
+	vmc_confuse_err = err;
+	vmc_confuse_errlen = errlen;
+	root = cfg_init(opts, CFGF_NONE);
+	if (!root) {
+		r = -ENOMEM;
+		goto unlock;
+	}
+	cfg_set_error_function(root, confuse_errfunc);
+	free(root->filename);
+	root->filename = strdup(path);
+	if (cfg_parse_buf(root, text) != CFG_SUCCESS) {
+		if (!err[0])
+			snprintf(err, errlen, "%s: cannot parse the policy file", path);
+		r = -EINVAL;
+	} else if (!cfg_size(root, "policy")) {
+		snprintf(err, errlen, "%s: no \"policy\" set (expected policy = \"NAME\")", path);
+		r = -EINVAL;
+	} else {
+		const char *name = cfg_getstr(root, "policy");
+
+		if (strlen(name) >= sizeof(out->policy) || !vmc_config_policy(cfg, name)) {
+			snprintf(err, errlen, "%s: policy \"%s\" is not defined in %s", path, name,
+				 cfg->source);
+			r = -EINVAL;
+		} else {
+			strcpy(out->policy, name);
+			out->disks_set = cfg_size(root, "disks") > 0;
+			out->disks = out->disks_set ? cfg_getbool(root, "disks") : true;
+		}
+	}
+	cfg_free(root);
+unlock:
+	vmc_confuse_err = NULL;
+	pthread_mutex_unlock(&vmc_confuse_lock);
+	return r;
+}
+
+bool vmc_policy_encrypts_disks(const struct vmc_config *cfg, const struct vmc_vm_policy *pol)
+{
+	const struct vmc_policy_conf *p = vmc_config_policy(cfg, pol->policy);
+
+	return p && p->disks && (!pol->disks_set || pol->disks);
+}

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The daemon configuration (/etc/vmcryptfs/vmcryptfs.conf, libconfuse syntax)
+ * and the per-VM policy file (vmcrypt.policy). Parsed once into plain structs;
+ * nothing else touches libconfuse. libconfuse's lexer keeps global state, so
+ * every parse here holds one process-wide lock.
+ *
+ * Without a configuration file the embedded default applies: the native
+ * provider with its primary key at /var/lib/vmcryptfs/native/default.key and
+ * the policy "vm-encryption" (home files and disks).
+ */
+#ifndef VMC_CONFIG_H
+#define VMC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "vmc_class.h"
+#include "vmcryptfs_keyprov.h"
+
+#define VMC_NAME_MAX 64 /* provider and policy names: 1..63 bytes */
+
+struct vmc_provider_conf {
+	char *name;
+	char *type;
+	struct vmc_kp_param *params; /* everything but "type" */
+	size_t nparams;
+};
+
+struct vmc_policy_conf {
+	char *name;
+	char *provider;
+	bool disks; /* encrypt disks too, not only home files */
+};
+
+struct vmc_class_rule {
+	char *pattern; /* fnmatch(3) on the file name, case-insensitive */
+	enum vmc_class cls;
+};
+
+struct vmc_config {
+	char *source; /* file name, or "(embedded default)" */
+	int log_level; /* -1 when not set */
+	struct vmc_provider_conf *providers;
+	size_t nproviders;
+	struct vmc_policy_conf *policies;
+	size_t npolicies;
+	struct vmc_class_rule *rules;
+	size_t nrules;
+};
+
+/* The text of the embedded default configuration. */
+extern const char vmc_config_default_text[];
+
+/*
+ * Load @path; with @path NULL, the default file if it exists, otherwise the
+ * embedded default. Returns 0 or -errno with a message ("FILE:LINE: ...").
+ */
+int vmc_config_load(const char *path, struct vmc_config **out, char *err, size_t errlen);
+/* Parse configuration text; @name names it in messages. */
+int vmc_config_parse(const char *text, const char *name, struct vmc_config **out, char *err,
+		     size_t errlen);
+void vmc_config_free(struct vmc_config *cfg);
+
+const struct vmc_provider_conf *vmc_config_provider(const struct vmc_config *cfg,
+						    const char *name);
+const struct vmc_policy_conf *vmc_config_policy(const struct vmc_config *cfg, const char *name);
+
+/* What a vmcrypt.policy file says. */
+struct vmc_vm_policy {
+	char policy[VMC_NAME_MAX]; /* named storage policy */
+	bool disks_set;            /* "disks" given in the file */
+	bool disks;                /* if set: false restricts to home files */
+};
+
+/*
+ * Parse a vmcrypt.policy file's text; @path names it in messages. Checks
+ * that the named policy exists in @cfg. Returns 0 or -EINVAL with
+ * "PATH:LINE: what is wrong" in @err.
+ */
+int vmc_policy_parse(const char *text, const char *path, const struct vmc_config *cfg,
+		     struct vmc_vm_policy *out, char *err, size_t errlen);
+
+/* Whether the files of a VM under @pol get encrypted: home files always,
+ * disks when both the named policy and the file allow it. */
+bool vmc_policy_encrypts_disks(const struct vmc_config *cfg, const struct vmc_vm_policy *pol);
+
+#endif

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Encrypted-file header (format object 1): parse and check it without keys,
+ * create one for a new file, and seal / open the DEK in its key slots.
+ * Everything that reads or writes file headers goes through here: the daemon,
+ * vmcryptfs-ctl and vmcryptfs-util.
+ */
+#ifndef VMC_HEADER_H
+#define VMC_HEADER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmc_format.h"
+
+enum vmc_slot_status {
+	VMC_SLOT_EMPTY = 0,
+	VMC_SLOT_OK,
+	VMC_SLOT_DAMAGED,
+};
+
+/* What a slot says, as far as can be checked without keys. */
+struct vmc_hdr_slot {
+	enum vmc_slot_status status;
+	uint64_t generation;
+	char provider[VMC_FMT_PROVIDER_MAX];
+	char kek_id[VMC_FMT_KEKID_MAX];
+	char damage[96]; /* why the slot is DAMAGED */
+};
+
+/* A parsed header: the exact bytes plus decoded fields. */
+struct vmc_hdr {
+	struct vmc_fmt_file_header raw;
+	uint16_t version;
+	uint8_t file_class;
+	uint64_t created;
+	struct vmc_hdr_slot slots[VMC_FMT_NSLOTS];
+};
+
+/* Result of looking at the first bytes of a backing file. */
+enum vmc_probe {
+	VMC_PROBE_CLEAR,     /* no vmcryptfs magic: a cleartext file */
+	VMC_PROBE_ENCRYPTED, /* starts with the magic of a file header */
+};
+
+enum vmc_probe vmc_hdr_probe(const void *buf, size_t len);
+
+/*
+ * Parse and check a header from @len bytes at @buf (len < 4096 means the
+ * backing file is shorter than a header). Checks magic, version, flags,
+ * cipher, sizes and checksums, and that at least one slot is usable.
+ * Returns 0, -EPROTONOSUPPORT for a newer version or unknown required
+ * feature, or -EUCLEAN for a damaged header; @err says what is wrong.
+ */
+int vmc_hdr_parse(struct vmc_hdr *h, const void *buf, size_t len, char *err, size_t errlen);
+
+/* Start a header for a new file: random file id, no slots. */
+int vmc_hdr_create(struct vmc_hdr *h, uint8_t file_class, const uint8_t vm_uuid[16]);
+
+/*
+ * Wrap @dek (VMC_FMT_DEK_LEN bytes) into slot @slot under @wrap_key (derived
+ * from the KEK named provider/kek_id), with a fresh random nonce. Updates the
+ * raw bytes and checksums.
+ */
+int vmc_hdr_seal(struct vmc_hdr *h, int slot, const char *provider, const char *kek_id,
+		 const uint8_t wrap_key[32], const uint8_t *dek, uint64_t generation);
+
+/* Unwrap the DEK of slot @slot. -EKEYREJECTED when the tag does not verify. */
+int vmc_hdr_unseal(const struct vmc_hdr *h, int slot, const uint8_t wrap_key[32], uint8_t *dek);
+
+/* Empty slot @slot (all zeros). */
+void vmc_hdr_clear_slot(struct vmc_hdr *h, int slot);
+
+/* Highest generation among usable slots; 0 if none. */
+uint64_t vmc_hdr_max_generation(const struct vmc_hdr *h);
+
+const char *vmc_class_fmt_name(uint8_t file_class);
+
+#endif

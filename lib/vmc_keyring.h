@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Key providers and the KEK cache.
+ *
+ * The keyring loads one plugin per provider type (keyprov/, dlopen from a
+ * fixed directory), opens one instance per configured provider, and caches
+ * the keys derived from each KEK it obtains. A KEK itself is held only for the
+ * instant it takes to derive two keys from it (HKDF-SHA256, RFC 5869): the
+ * wrap key that seals data keys in file headers and the key-check key of the
+ * VM key record. Derived keys live in locked memory, are reference counted,
+ * and are wiped when dropped (lock, unmount).
+ *
+ * Failures are cached for a short time, so a dead key server costs one
+ * time-out per few seconds and not one per request; when the provider
+ * answers again, the next request after that window succeeds.
+ */
+#ifndef VMC_KEYRING_H
+#define VMC_KEYRING_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmc_format.h"
+
+struct vmc_config;
+struct vmc_keyring;
+
+/* Keys derived from one KEK. Immutable once published; reference counted. */
+struct vmc_kek {
+	char kek_provider[VMC_FMT_PROVIDER_MAX];
+	char kek_id[VMC_FMT_KEKID_MAX];
+	uint8_t *kek_wrap_key;  /* 32 bytes, secret memory */
+	uint8_t *kek_check_key; /* 32 bytes, secret memory */
+	atomic_int kek_refs;
+};
+
+/*
+ * Load the plugins and open every provider of @cfg. Plugins come from
+ * @plugin_dir (absolute; NULL means the compiled-in directory). No provider
+ * is contacted here.
+ */
+int vmc_keyring_new(const struct vmc_config *cfg, const char *plugin_dir,
+		    struct vmc_keyring **out, char *err, size_t errlen);
+void vmc_keyring_free(struct vmc_keyring *kr);
+
+/* Whether @provider is configured. */
+bool vmc_keyring_has_provider(struct vmc_keyring *kr, const char *provider);
+
+/*
+ * Obtain the keys of KEK @id from @provider, from the cache or the provider.
+ * Returns 0 with a reference in *out, or the provider's -errno (-ENOKEY,
+ * -EHOSTUNREACH, ...) with a message.
+ */
+int vmc_keyring_get(struct vmc_keyring *kr, const char *provider, const char *id,
+		    struct vmc_kek **out, char *err, size_t errlen);
+
+/* Create a new KEK on @provider; @label names it on the provider. */
+int vmc_keyring_create(struct vmc_keyring *kr, const char *provider, const char *label,
+		       struct vmc_kek **out, char *err, size_t errlen);
+
+/* Drop a cached KEK (the next get asks the provider again). */
+void vmc_keyring_forget(struct vmc_keyring *kr, const char *provider, const char *id);
+
+/* Take / release a reference. */
+struct vmc_kek *vmc_kek_get(struct vmc_kek *k);
+void vmc_kek_put(struct vmc_kek *k);
+
+/* Derive a vmc_kek from raw KEK bytes (exposed for tests and offline tools). */
+int vmc_kek_derive(const char *provider, const char *id, const uint8_t kek[32],
+		   struct vmc_kek **out);
+
+/* True for the errors that mean "provider unreachable, try again later". */
+bool vmc_kp_error_transient(int r);
+
+#endif
