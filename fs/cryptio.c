@@ -463,7 +463,24 @@ ssize_t vmc_crypt_write(struct vmc_inode *in, int fd, const uint8_t *buf, size_t
 	t = size >> USHIFT; /* the old final unit, partial when size % UNIT */
 	vmc_rl_lock(&in->in_rl, &rq, t < u0 ? t : u0, VMC_RL_ALL, true);
 	r = 0;
-	if (end > size && (size & (UNIT - 1)) && t < u0)
+	if (end > size) {
+		/*
+		 * Reserve the backing space first: on a full disk the write fails
+		 * here, before the old final unit is re-encoded, so nothing already
+		 * written changes. Filesystems without fallocate skip this.
+		 */
+		uint64_t from = u0 << USHIFT;
+
+		if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)(HDR + from), (off_t)(end - from)) &&
+		    errno != EOPNOTSUPP && errno != ENOSYS)
+			r = -errno;
+		/* Only what will be written: a hole between stays a hole. */
+		if (!r && (size & (UNIT - 1)) && t < u0 &&
+		    fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)(HDR + (t << USHIFT)), (off_t)UNIT) &&
+		    errno != EOPNOTSUPP && errno != ENOSYS)
+			r = -errno;
+	}
+	if (!r && end > size && (size & (UNIT - 1)) && t < u0)
 		r = unit_reencode(in, fd, t, size, UNIT);
 	if (!r)
 		r = units_write(in, fd, buf, len, (uint64_t)off, size, end > size ? end : size);
