@@ -315,7 +315,7 @@ struct vmc_inode *vmc_inode_parent(struct vmc_inode *in)
 
 void vmc_inode_path(struct vmc_inode *in, char *buf, size_t len)
 {
-	const char *parts[64];
+	const char *parts[64] = { NULL };
 	size_t n = 0, off = 0;
 
 	pthread_mutex_lock(&vmcfs.fs_ino_lock);

@@ -26,7 +26,7 @@
 #define VMC_FMT_TYPE_VMSTATE 2
 #define VMC_FMT_TYPE_NATIVE_KEY 3
 
-#define VMC_FMT_VERSION 1
+#define VMC_FMT_VERSION 1u
 
 /* Data layout of an encrypted file. */
 #define VMC_FMT_HDR_SIZE 4096u   /* header bytes before the first data unit */
