@@ -19,7 +19,6 @@ struct class_pattern {
 };
 
 static const struct class_pattern builtin[] = {
-	{ VMC_FMT_POLICY_NAME, VMC_CLASS_CLEARTEXT },
 	/* logs */
 	{ "*.log", VMC_CLASS_CLEARTEXT },
 	{ "*.hlog", VMC_CLASS_CLEARTEXT },
@@ -52,6 +51,7 @@ static const struct class_pattern builtin[] = {
 	{ "*.vmss", VMC_CLASS_HOME },
 	/* core dumps */
 	{ "*.zdump*", VMC_CLASS_COREDUMP },
+	{ "*-zdump.*", VMC_CLASS_COREDUMP }, /* ESXi: vmx-zdump.000 */
 	{ "core*", VMC_CLASS_COREDUMP },
 	{ "*.dmp", VMC_CLASS_COREDUMP },
 };
@@ -64,6 +64,10 @@ static const char *const class_names[] = {
 
 enum vmc_class vmc_class_of_name(const struct vmc_config *cfg, const char *name)
 {
+	/* The policy file and vmcryptfs' own files are never reclassified. */
+	if (!strcmp(name, VMC_FMT_POLICY_NAME) ||
+	    !strncmp(name, VMC_FMT_RESERVED_PREFIX, strlen(VMC_FMT_RESERVED_PREFIX)))
+		return VMC_CLASS_CLEARTEXT;
 	if (cfg)
 		for (size_t i = 0; i < cfg->nrules; i++)
 			if (!fnmatch(cfg->rules[i].pattern, name, FNM_CASEFOLD))

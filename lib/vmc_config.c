@@ -49,6 +49,111 @@ static void confuse_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 		snprintf(vmc_confuse_err, vmc_confuse_errlen, "%s: %s", file, msg);
 }
 
+/*
+ * libconfuse 3.3 miscounts lines after comments (each comment line counts as
+ * three) and reports an unterminated string at the end of the file. So the
+ * text is handed over without comments, every newline kept in place, and
+ * unterminated strings and comments are reported here with their own line.
+ */
+static char *strip_comments(const char *in, const char *name, char *err, size_t errlen)
+{
+	enum { CODE, DQUOTE, SQUOTE, LINE_COMMENT, BLOCK_COMMENT } st = CODE;
+	size_t n = strlen(in), o = 0;
+	int line = 1, opened = 0;
+	char *out = malloc(n + 1);
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		char c = in[i], next = i + 1 < n ? in[i + 1] : '\0';
+
+		switch (st) {
+		case CODE:
+			if (c == '#' || (c == '/' && next == '/')) {
+				st = LINE_COMMENT;
+				continue;
+			}
+			if (c == '/' && next == '*') {
+				st = BLOCK_COMMENT;
+				opened = line;
+				i++;
+				continue;
+			}
+			if (c == '"' || c == '\'') {
+				st = c == '"' ? DQUOTE : SQUOTE;
+				opened = line;
+			}
+			break;
+		case DQUOTE:
+		case SQUOTE:
+			if (c == '\\' && next) {
+				out[o++] = c;
+				c = in[++i];
+			} else if (c == (st == DQUOTE ? '"' : '\'')) {
+				st = CODE;
+			}
+			break;
+		case LINE_COMMENT:
+			if (c != '\n')
+				continue;
+			st = CODE;
+			break;
+		case BLOCK_COMMENT:
+			if (c == '*' && next == '/') {
+				st = CODE;
+				i++;
+			} else if (c == '\n') {
+				out[o++] = c;
+				line++;
+			}
+			continue;
+		}
+		if (c == '\n')
+			line++;
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	if (st == DQUOTE || st == SQUOTE || st == BLOCK_COMMENT) {
+		snprintf(err, errlen, "%s:%d: unterminated %s", name, opened,
+			 st == BLOCK_COMMENT ? "comment" : "string");
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* Parse @text into @root, keeping @name for messages. Lock held. */
+static int confuse_parse(cfg_t *root, const char *text, const char *name, char *err,
+			 size_t errlen)
+{
+	char *clean = strip_comments(text, name, err, errlen);
+	FILE *f;
+	int r;
+
+	if (!clean)
+		return err[0] ? -EINVAL : -ENOMEM;
+	if (!clean[0]) {
+		/* fmemopen() refuses an empty buffer; a newline parses the same */
+		free(clean);
+		clean = strdup("\n");
+		if (!clean)
+			return -ENOMEM;
+	}
+	f = fmemopen(clean, strlen(clean), "r");
+	if (!f) {
+		free(clean);
+		return -ENOMEM;
+	}
+	free(root->filename);
+	root->filename = strdup(name);
+	r = cfg_parse_fp(root, f) == CFG_SUCCESS ? 0 : -EINVAL;
+	fclose(f);
+	free(clean);
+	if (r && !err[0])
+		snprintf(err, errlen, "%s: cannot parse", name);
+	return r;
+}
+
 static bool name_ok(const char *s, size_t max)
 {
 	size_t n = strlen(s);
@@ -133,13 +238,14 @@ static int config_build(cfg_t *root, struct vmc_config *c, char *err, size_t err
 		if (!p->name || (type && !p->type))
 			return -ENOMEM;
 		if (!name_ok(p->name, VMC_FMT_PROVIDER_MAX)) {
-			snprintf(err, errlen, "%s: key-provider \"%s\": a name is 1-63 letters, "
-				 "digits, '.', '_' or '-'", c->source, p->name);
+			snprintf(err, errlen, "%s:%d: key-provider \"%s\": a name is 1-63 letters, "
+				 "digits, '.', '_' or '-'", c->source, sec->line, p->name);
 			return -EINVAL;
 		}
 		if (!type || !name_ok(type, 33)) {
-			snprintf(err, errlen, "%s: key-provider \"%s\": \"type\" must name a "
-				 "provider type, such as \"native\" or \"kmip\"", c->source, p->name);
+			snprintf(err, errlen, "%s:%d: key-provider \"%s\": \"type\" must name a "
+				 "provider type, such as \"native\" or \"kmip\"", c->source, sec->line,
+				 p->name);
 			return -EINVAL;
 		}
 		for (unsigned int j = 0; j < cfg_size(sec, "server"); j++)
@@ -172,13 +278,14 @@ static int config_build(cfg_t *root, struct vmc_config *c, char *err, size_t err
 		if (!p->name || (prov && !p->provider))
 			return -ENOMEM;
 		if (!name_ok(p->name, VMC_NAME_MAX)) {
-			snprintf(err, errlen, "%s: policy \"%s\": a name is 1-63 letters, digits, "
-				 "'.', '_' or '-'", c->source, p->name);
+			snprintf(err, errlen, "%s:%d: policy \"%s\": a name is 1-63 letters, digits, "
+				 "'.', '_' or '-'", c->source, sec->line, p->name);
 			return -EINVAL;
 		}
 		if (!prov || !vmc_config_provider(c, prov)) {
-			snprintf(err, errlen, "%s: policy \"%s\": provider \"%s\" is not defined by "
-				 "any key-provider section", c->source, p->name, prov ? prov : "");
+			snprintf(err, errlen, "%s:%d: policy \"%s\": provider \"%s\" is not defined "
+				 "by any key-provider section", c->source, sec->line, p->name,
+				 prov ? prov : "");
 			return -EINVAL;
 		}
 	}
@@ -196,15 +303,16 @@ static int config_build(cfg_t *root, struct vmc_config *c, char *err, size_t err
 		if (!rule->pattern)
 			return -ENOMEM;
 		if (!cls) {
-			snprintf(err, errlen, "%s: file-class \"%s\": \"class\" is required",
-				 c->source, rule->pattern);
+			snprintf(err, errlen, "%s:%d: file-class \"%s\": \"class\" is required",
+				 c->source, sec->line, rule->pattern);
 			return -EINVAL;
 		}
 		rule->cls = (enum vmc_class)vmc_class_from_name(cls);
 		if (!strcmp(rule->pattern, VMC_FMT_POLICY_NAME) ||
 		    !strncmp(rule->pattern, VMC_FMT_RESERVED_PREFIX, strlen(VMC_FMT_RESERVED_PREFIX))) {
-			snprintf(err, errlen, "%s: file-class \"%s\": the policy file and vmcryptfs' "
-				 "own files cannot be reclassified", c->source, rule->pattern);
+			snprintf(err, errlen, "%s:%d: file-class \"%s\": the policy file and "
+				 "vmcryptfs' own files cannot be reclassified", c->source, sec->line,
+				 rule->pattern);
 			return -EINVAL;
 		}
 	}
@@ -238,7 +346,7 @@ int vmc_config_parse(const char *text, const char *name, struct vmc_config **out
 	};
 	struct vmc_config *c;
 	cfg_t *root;
-	int r = 0, pr;
+	int r = 0;
 
 	err[0] = '\0';
 	c = calloc(1, sizeof(*c));
@@ -262,16 +370,9 @@ int vmc_config_parse(const char *text, const char *name, struct vmc_config **out
 	cfg_set_error_function(root, confuse_errfunc);
 	cfg_set_validate_func(root, "log-level", validate_level);
 	cfg_set_validate_func(root, "file-class|class", validate_class);
-	free(root->filename);
-	root->filename = strdup(name);
-	pr = cfg_parse_buf(root, text);
-	if (pr != CFG_SUCCESS) {
-		if (!err[0])
-			snprintf(err, errlen, "%s: cannot parse the configuration", name);
-		r = -EINVAL;
-	} else {
+	r = confuse_parse(root, text, name, err, errlen);
+	if (!r)
 		r = config_build(root, c, err, errlen);
-	}
 	cfg_free(root);
 unlock:
 	vmc_confuse_err = NULL;
@@ -389,6 +490,26 @@ const struct vmc_policy_conf *vmc_config_policy(const struct vmc_config *cfg, co
 
 /* --- vmcrypt.policy ------------------------------------------------------- */
 
+/* Line of the "policy" assignment, for messages (1 if not found). */
+static int policy_line(const char *text)
+{
+	int line = 1;
+
+	for (const char *p = text; *p; p++) {
+		if (*p == '\n') {
+			line++;
+		} else if ((p == text || p[-1] == '\n') && !strncmp(p, "policy", 6)) {
+			const char *q = p + 6;
+
+			while (*q == ' ' || *q == '\t')
+				q++;
+			if (*q == '=')
+				return line;
+		}
+	}
+	return 1;
+}
+
 int vmc_policy_parse(const char *text, const char *path, const struct vmc_config *cfg,
 		     struct vmc_vm_policy *out, char *err, size_t errlen)
 {
@@ -411,12 +532,9 @@ int vmc_policy_parse(const char *text, const char *path, const struct vmc_config
 		goto unlock;
 	}
 	cfg_set_error_function(root, confuse_errfunc);
-	free(root->filename);
-	root->filename = strdup(path);
-	if (cfg_parse_buf(root, text) != CFG_SUCCESS) {
-		if (!err[0])
-			snprintf(err, errlen, "%s: cannot parse the policy file", path);
-		r = -EINVAL;
+	r = confuse_parse(root, text, path, err, errlen);
+	if (r) {
+		/* the message is set */
 	} else if (!cfg_size(root, "policy")) {
 		snprintf(err, errlen, "%s: no \"policy\" set (expected policy = \"NAME\")", path);
 		r = -EINVAL;
@@ -424,8 +542,8 @@ int vmc_policy_parse(const char *text, const char *path, const struct vmc_config
 		const char *name = cfg_getstr(root, "policy");
 
 		if (strlen(name) >= sizeof(out->policy) || !vmc_config_policy(cfg, name)) {
-			snprintf(err, errlen, "%s: policy \"%s\" is not defined in %s", path, name,
-				 cfg->source);
+			snprintf(err, errlen, "%s:%d: policy \"%s\" is not defined in %s", path,
+				 policy_line(text), name, cfg->source);
 			r = -EINVAL;
 		} else {
 			strcpy(out->policy, name);

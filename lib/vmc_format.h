@@ -5,7 +5,8 @@
  *
  * Every structure is packed, fixed-width and little-endian, starts with the
  * common magic, object type and version, and keeps explicit reserved fields
- * that writers zero and readers ignore (unless a flag says otherwise).
+ * that writers zero; version-1 readers reject non-zero reserved bytes (a newer
+ * writer announces new fields through the version or a feature flag).
  * Sizes and offsets are checked at compile time below.
  *
  * Objects:

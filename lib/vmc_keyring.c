@@ -33,6 +33,7 @@
 
 #define KR_BUCKETS 256
 #define KR_RETRY_NS (2ull * 1000000000ull) /* failures are remembered for 2 s */
+#define KR_MSG_MAX 512
 
 struct kr_plugin {
 	char *type;
@@ -46,6 +47,15 @@ struct kr_provider {
 	struct kr_plugin *plugin;
 	void *inst;
 	pthread_mutex_t kp_serial; /* held around calls when VMC_KP_F_SERIALIZE */
+	/*
+	 * The provider as a whole was unreachable (a transient error) at
+	 * kp_down_ns: for KR_RETRY_NS every request fails at once with the same
+	 * answer, so a dead key server costs one time-out, not one per key.
+	 * Protected by kr_lock.
+	 */
+	uint64_t kp_down_ns;
+	int kp_down_err;
+	char kp_down_msg[KR_MSG_MAX];
 };
 
 /* One cache entry: a KEK's derived keys, or a remembered failure. */
@@ -54,7 +64,7 @@ struct kr_entry {
 	struct vmc_kek *kek; /* NULL for a remembered failure */
 	int fail;            /* -errno of the failure */
 	uint64_t fail_ns;    /* when it happened (CLOCK_MONOTONIC) */
-	char fail_msg[VMC_KP_ERR_MAX];
+	char fail_msg[KR_MSG_MAX];
 	char provider[VMC_FMT_PROVIDER_MAX];
 	char id[VMC_FMT_KEKID_MAX];
 };
@@ -416,6 +426,61 @@ static int call_provider(struct kr_provider *p, bool create, const char *arg, ch
 	return r;
 }
 
+/* Drop the remembered failures of @p (all of its ids). */
+static void forget_failures(struct vmc_keyring *kr, struct kr_provider *p)
+{
+	struct kr_entry *dead = NULL;
+
+	pthread_mutex_lock(&kr->kr_lock);
+	p->kp_down_err = 0;
+	for (int b = 0; b < KR_BUCKETS; b++) {
+		struct kr_entry **pp = &kr->buckets[b];
+
+		while (*pp) {
+			struct kr_entry *e = *pp;
+
+			if (!e->kek && !strcmp(e->provider, p->name)) {
+				*pp = e->next;
+				e->next = dead;
+				dead = e;
+			} else {
+				pp = &e->next;
+			}
+		}
+	}
+	pthread_mutex_unlock(&kr->kr_lock);
+	while (dead) {
+		struct kr_entry *n = dead->next;
+
+		entry_free(dead);
+		dead = n;
+	}
+}
+
+/*
+ * Record how a call to @p went: a transient error marks the whole provider
+ * down for a while; any answer (even "no such key") marks it up.
+ */
+static void provider_health(struct vmc_keyring *kr, struct kr_provider *p, int r,
+			    const char *msg)
+{
+	bool was_down;
+
+	pthread_mutex_lock(&kr->kr_lock);
+	was_down = p->kp_down_err != 0;
+	if (vmc_kp_error_transient(r)) {
+		p->kp_down_err = r;
+		p->kp_down_ns = now_ns();
+		snprintf(p->kp_down_msg, sizeof(p->kp_down_msg), "key provider \"%s\": %s", p->name,
+			 msg[0] ? msg : strerror(-r));
+	} else {
+		p->kp_down_err = 0;
+	}
+	pthread_mutex_unlock(&kr->kr_lock);
+	if (was_down && !vmc_kp_error_transient(r))
+		forget_failures(kr, p); /* it answers again: retry every key now */
+}
+
 int vmc_keyring_get(struct vmc_keyring *kr, const char *provider, const char *id,
 		    struct vmc_kek **out, char *err, size_t errlen)
 {
@@ -443,6 +508,12 @@ int vmc_keyring_get(struct vmc_keyring *kr, const char *provider, const char *id
 		pthread_mutex_unlock(&kr->kr_lock);
 		return r;
 	}
+	if (p->kp_down_err && now_ns() - p->kp_down_ns < KR_RETRY_NS) {
+		r = p->kp_down_err;
+		snprintf(err, errlen, "%s", p->kp_down_msg);
+		pthread_mutex_unlock(&kr->kr_lock);
+		return r;
+	}
 	pthread_mutex_unlock(&kr->kr_lock);
 
 	kek = vmc_secret_alloc(VMC_KP_KEK_LEN);
@@ -452,6 +523,7 @@ int vmc_keyring_get(struct vmc_keyring *kr, const char *provider, const char *id
 	if (!r)
 		r = vmc_kek_derive(provider, id, kek, &k);
 	vmc_secret_free(kek, VMC_KP_KEK_LEN);
+	provider_health(kr, p, r, perr);
 	if (r) {
 		snprintf(err, errlen, "key provider \"%s\", key %s: %s", provider, id,
 			 perr[0] ? perr : strerror(-r));
@@ -487,11 +559,15 @@ int vmc_keyring_create(struct vmc_keyring *kr, const char *provider, const char 
 	if (!r)
 		r = vmc_kek_derive(provider, id, kek, &k);
 	vmc_secret_free(kek, VMC_KP_KEK_LEN);
+	provider_health(kr, p, r, perr);
 	if (r) {
 		snprintf(err, errlen, "key provider \"%s\": cannot create a key: %s", provider,
 			 perr[0] ? perr : strerror(-r));
 		return r;
 	}
+	/* The provider changed (a native key file may exist now): stale
+	 * failures would hide its real answers. */
+	forget_failures(kr, p);
 	cache_store(kr, provider, id, k, 0, NULL);
 	*out = k;
 	return 0;

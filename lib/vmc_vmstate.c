@@ -43,7 +43,8 @@ static int kekref_parse(const struct vmc_fmt_kekref *in, struct vmc_kekref *out)
 	memset(out, 0, sizeof(*out));
 	if (zeroes(in, sizeof(*in)))
 		return 0;
-	if (!field_ok(in->provider, sizeof(in->provider), plen) ||
+	if (in->reserved0 || !zeroes(in->reserved1, sizeof(in->reserved1)) ||
+	    !field_ok(in->provider, sizeof(in->provider), plen) ||
 	    !field_ok(in->kek_id, sizeof(in->kek_id), klen))
 		return -EUCLEAN;
 	memcpy(out->provider, in->provider, plen);
@@ -104,6 +105,12 @@ int vmc_vmstate_parse(struct vmc_vmstate *s, const void *buf, size_t len, char *
 	if (kekref_parse(&v->current, &s->current) || kekref_parse(&v->next, &s->next) ||
 	    !s->current.set) {
 		snprintf(err, errlen, "VM key record has a bad key reference");
+		return -EUCLEAN;
+	}
+	if ((v->state == VMC_FMT_VMSTATE_REKEY) != s->next.set) {
+		snprintf(err, errlen, "VM key record: the next key is %s but the state is %s",
+			 s->next.set ? "set" : "not set",
+			 v->state == VMC_FMT_VMSTATE_REKEY ? "rekey" : "steady");
 		return -EUCLEAN;
 	}
 	memcpy(s->vm_uuid, v->vm_uuid, sizeof(s->vm_uuid));
@@ -189,8 +196,14 @@ int vmc_vmstate_write(int dirfd, struct vmc_vmstate *s)
 		    0600);
 	if (fd < 0)
 		return -errno;
-	if (pwrite(fd, &buf, sizeof(buf), 0) != (ssize_t)sizeof(buf))
-		r = errno ? -errno : -EIO;
+	{
+		ssize_t n = pwrite(fd, &buf, sizeof(buf), 0);
+
+		if (n < 0)
+			r = -errno;
+		else if (n != (ssize_t)sizeof(buf))
+			r = -EIO;
+	}
 	if (!r && fsync(fd))
 		r = -errno;
 	close(fd);
