@@ -504,28 +504,38 @@ static int grow(struct vmc_inode *in, int fd, uint64_t size, bool alloc, uint64_
 	uint64_t nlast = size & (UNIT - 1);
 	int r = 0;
 
-	if (old & (UNIT - 1))
-		r = unit_reencode(in, fd, t, old, unit_len(t, size));
-	if (r)
-		return r;
+	/*
+	 * Extend the backing file first: if the filesystem refuses (ENOSPC,
+	 * EFBIG), nothing has changed. Then re-encode the old final unit at its
+	 * new length.
+	 */
 	if (alloc) {
 		if (fallocate(fd, 0, (off_t)(HDR + alloc_off), (off_t)(size - alloc_off)))
 			return -errno;
 	} else if (ftruncate(fd, (off_t)(HDR + size))) {
 		return -errno;
 	}
+	if (old & (UNIT - 1))
+		r = unit_reencode(in, fd, t, old, unit_len(t, size));
 	/* A final unit of 1..15 bytes is never left as a hole (unless the
 	 * re-encode above already wrote it). */
-	if (nlast && nlast < 16 && (tn != t || !(old & (UNIT - 1)))) {
+	if (!r && nlast && nlast < 16 && (tn != t || !(old & (UNIT - 1)))) {
 		uint8_t z[16] = { 0 };
 
 		r = vmc_dek_encrypt(in->in_crypt->fc_dek, tn, z, nlast);
 		if (!r)
 			r = pwrite_full(fd, z, nlast, HDR + (tn << USHIFT));
 	}
-	if (!r)
-		atomic_store(&in->in_size, size);
-	return r;
+	if (r) {
+		/* Back to the old size; the old final unit is as it was unless
+		 * the re-encode itself failed half-way (an I/O error). */
+		if (ftruncate(fd, (off_t)(HDR + old))) {
+			/* nothing more to do: the caller reports r */
+		}
+		return r;
+	}
+	atomic_store(&in->in_size, size);
+	return 0;
 }
 
 int vmc_crypt_truncate(struct vmc_inode *in, int fd, uint64_t size)
@@ -668,12 +678,11 @@ off_t vmc_crypt_lseek(struct vmc_inode *in, int fd, off_t off, int whence)
 			r = off;
 		if ((uint64_t)r >= size)
 			return -ENXIO;
-	} else {
+	} else if (r > off) {
+		/* A hole found further on starts at a unit boundary (or at EOF). */
 		r = (r + (off_t)UNIT - 1) & ~(off_t)(UNIT - 1);
 		if ((uint64_t)r > size)
 			r = (off_t)size;
-		if (r < off)
-			r = off;
-	}
+	} /* else @off itself is in a hole */
 	return r;
 }

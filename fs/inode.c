@@ -252,7 +252,7 @@ bool vmc_name_reserved(const char *name)
 
 int vmc_inode_probe(struct vmc_inode *in)
 {
-	struct vmc_fmt_prefix p;
+	uint8_t *p;
 	ssize_t n;
 	int fd;
 
@@ -265,13 +265,20 @@ int vmc_inode_probe(struct vmc_inode *in)
 		fd = vmc_reopen(in, O_RDONLY);
 	if (fd < 0)
 		return fd;
-	n = pread(fd, &p, sizeof(p), 0);
+	p = malloc(VMC_FMT_HDR_SIZE);
+	if (!p) {
+		close(fd);
+		return -ENOMEM;
+	}
+	n = pread(fd, p, VMC_FMT_HDR_SIZE, 0);
 	close(fd);
-	if (n < 0)
+	if (n < 0) {
+		free(p);
 		return -errno;
+	}
 	pthread_mutex_lock(&in->in_lock);
 	if (atomic_load(&in->in_enc) == VMC_ENC_UNKNOWN) {
-		if (vmc_hdr_probe(&p, (size_t)n) == VMC_PROBE_ENCRYPTED) {
+		if (vmc_hdr_probe(p, (size_t)n) == VMC_PROBE_ENCRYPTED) {
 			atomic_store(&in->in_enc, VMC_ENC_CRYPT);
 		} else {
 			atomic_store(&in->in_undecided, n == 0);
@@ -279,6 +286,7 @@ int vmc_inode_probe(struct vmc_inode *in)
 		}
 	}
 	pthread_mutex_unlock(&in->in_lock);
+	free(p);
 	return 0;
 }
 

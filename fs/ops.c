@@ -488,7 +488,7 @@ static int open_finish(struct vmc_inode *in, int fd, int flags, struct fuse_file
 		r = truncate_locked(in, fd, 0);
 	if (!r && writing && atomic_load(&in->in_enc) == VMC_ENC_CLEAR &&
 	    !atomic_load(&in->in_undecided))
-		r = vmc_vm_check_clear_write(in);
+		r = vmc_vm_check_clear_write(in, fd);
 	h = r ? NULL : calloc(1, sizeof(*h));
 	if (!r && !h)
 		r = -ENOMEM;

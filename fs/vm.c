@@ -226,6 +226,9 @@ int vmc_vm_classify_new(struct vmc_inode *in, const void *first, size_t firstlen
 		return -EIO;
 	}
 	cls = vmc_class_of_name(vmcfs.fs_cfg, name);
+	if (cls == VMC_CLASS_VMDK)
+		cls = first && vmc_vmdk_is_descriptor(first, firstlen) ? VMC_CLASS_CLEARTEXT :
+									   VMC_CLASS_DISK;
 	if (cls == VMC_CLASS_CLEARTEXT) {
 		vmc_inode_unref(parent);
 		return 0;
@@ -240,10 +243,7 @@ int vmc_vm_classify_new(struct vmc_inode *in, const void *first, size_t firstlen
 		r = -EIO;
 		goto out;
 	}
-	if (cls == VMC_CLASS_VMDK)
-		cls = first && vmc_vmdk_is_descriptor(first, firstlen) ? VMC_CLASS_CLEARTEXT :
-									   VMC_CLASS_DISK;
-	if (cls == VMC_CLASS_CLEARTEXT ||
+	if (
 	    (cls == VMC_CLASS_DISK && !vmc_policy_encrypts_disks(vmcfs.fs_cfg, &ctx.pol))) {
 		r = 0;
 		goto out;
@@ -265,26 +265,44 @@ out:
 	return r;
 }
 
-int vmc_vm_check_clear_write(struct vmc_inode *in)
+int vmc_vm_check_clear_write(struct vmc_inode *in, int fd)
 {
-	char name[NAME_MAX + 1], where[512];
+	char name[NAME_MAX + 1], where[512], first[32];
 	struct vmc_inode *parent = vmc_inode_name(in, name, sizeof(name));
+	enum vmc_class cls;
 	struct vm_ctx ctx;
+	ssize_t n;
 	int r = 0;
 
 	if (!parent)
 		return 0; /* not reachable by name (e.g. the root) */
-	if (vmc_class_of_name(vmcfs.fs_cfg, name) == VMC_CLASS_CLEARTEXT) {
+	cls = vmc_class_of_name(vmcfs.fs_cfg, name);
+	if (cls == VMC_CLASS_VMDK) {
+		n = pread(fd, first, sizeof(first), 0);
+		cls = n > 0 && vmc_vmdk_is_descriptor(first, (size_t)n) ? VMC_CLASS_CLEARTEXT :
+									  VMC_CLASS_DISK;
+	}
+	if (cls == VMC_CLASS_CLEARTEXT) {
 		vmc_inode_unref(parent);
 		return 0;
 	}
 	vm_find(parent, &ctx);
 	vmc_inode_unref(parent);
-	if (ctx.dir && ctx.policy_err) {
-		vmc_inode_path(in, where, sizeof(where));
+	if (!ctx.dir)
+		goto out;
+	vmc_inode_path(in, where, sizeof(where));
+	if (ctx.policy_err) {
 		vmc_err("%s: refusing to write: %s", where, ctx.err);
 		r = -EIO;
+	} else if (cls != VMC_CLASS_DISK || vmc_policy_encrypts_disks(vmcfs.fs_cfg, &ctx.pol)) {
+		/* Cleartext data where the policy asks for encryption (a VM that had
+		 * data before its policy, or a header destroyed beyond recognition). */
+		vmc_warn("%s: refusing to write plaintext: the file is cleartext but the VM's "
+			 "policy \"%s\" encrypts it; encrypt the VM with vmcryptfs-ctl", where,
+			 ctx.pol.policy);
+		r = -EACCES;
 	}
+out:
 	vm_ctx_done(&ctx);
 	return r;
 }

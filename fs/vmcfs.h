@@ -180,11 +180,13 @@ void vmc_io_thread_fini(void);
 int vmc_vm_classify_new(struct vmc_inode *in, const void *first, size_t firstlen,
 			bool *encrypt, struct vmc_hdr *hdr, uint8_t *dek);
 /*
- * Check that writing cleartext into the non-empty cleartext file @in is
- * allowed: fails with -EIO when the file's VM has an unusable policy and the
- * file's class could be encrypted.
+ * Check that writing cleartext into the non-empty cleartext file @in (open
+ * as @fd) is allowed: -EIO when the file's VM has an unusable policy and the
+ * file could have to be encrypted, -EACCES when the VM's policy encrypts
+ * files of its class (plaintext is never written where encryption is asked
+ * for; such files are converted by vmcryptfs-ctl).
  */
-int vmc_vm_check_clear_write(struct vmc_inode *in);
+int vmc_vm_check_clear_write(struct vmc_inode *in, int fd);
 /* Unwrap the DEK of header @hdr into @dek (secret memory). */
 int vmc_vm_unwrap(struct vmc_inode *in, const struct vmc_hdr *hdr, uint8_t *dek);
 

@@ -41,8 +41,13 @@ static void confuse_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 	const char *file = cfg && cfg->filename ? cfg->filename : "(config)";
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	if (!vmc_confuse_err || vmc_confuse_err[0])
-		return; /* keep the first error: it is the cause */
+	/*
+	 * Keep the last message: libconfuse reports the free-form options of a
+	 * key-provider section (CFGF_KEYSTRVAL) as unknown before accepting
+	 * them, so an early message may be noise; the parse stops at the cause.
+	 */
+	if (!vmc_confuse_err)
+		return;
 	if (cfg && cfg->line > 0)
 		snprintf(vmc_confuse_err, vmc_confuse_errlen, "%s:%d: %s", file, cfg->line, msg);
 	else

@@ -28,14 +28,41 @@ static bool all_zero(const void *p, size_t len)
 	return true;
 }
 
+/* A key slot at @off of @buf that is non-empty and has a correct checksum. */
+static bool slot_intact(const uint8_t *buf, size_t len, size_t off)
+{
+	const struct vmc_fmt_slot *s = (const void *)(buf + off);
+	uint8_t sum[VMC_SHA256_LEN];
+
+	if (len < off + sizeof(*s) || all_zero(s, sizeof(*s)))
+		return false;
+	vmc_sha256(s, offsetof(struct vmc_fmt_slot, checksum), sum);
+	return !memcmp(sum, s->checksum, sizeof(sum));
+}
+
 enum vmc_probe vmc_hdr_probe(const void *buf, size_t len)
 {
-	const struct vmc_fmt_prefix *p = buf;
+	static const uint8_t prefix[16] = VMC_FMT_MAGIC "\x01\x00";
+	const uint8_t *b = buf;
+	int diff = 0;
 
-	if (len < sizeof(*p) || memcmp(p->magic, VMC_FMT_MAGIC, VMC_FMT_MAGIC_LEN) ||
-	    le16toh(p->type) != VMC_FMT_TYPE_FILE)
-		return VMC_PROBE_CLEAR;
-	return VMC_PROBE_ENCRYPTED;
+	if (len >= sizeof(prefix)) {
+		uint16_t type = (uint16_t)(b[14] | b[15] << 8);
+		bool magic = !memcmp(b, VMC_FMT_MAGIC, VMC_FMT_MAGIC_LEN);
+
+		for (size_t i = 0; i < sizeof(prefix); i++)
+			diff += b[i] != prefix[i];
+		/* Another vmcryptfs object (a VM key record, a key file) is not a
+		 * near miss; only an intact slot would make it a file header. */
+		if (diff <= 2 && !(magic && (type == VMC_FMT_TYPE_VMSTATE ||
+					     type == VMC_FMT_TYPE_NATIVE_KEY)))
+			return VMC_PROBE_ENCRYPTED;
+	}
+	for (size_t i = 0; i < VMC_FMT_NSLOTS; i++)
+		if (slot_intact(b, len, offsetof(struct vmc_fmt_file_header, slots) +
+					       i * sizeof(struct vmc_fmt_slot)))
+			return VMC_PROBE_ENCRYPTED;
+	return VMC_PROBE_CLEAR;
 }
 
 const char *vmc_class_fmt_name(uint8_t file_class)
@@ -115,23 +142,30 @@ int vmc_hdr_parse(struct vmc_hdr *h, const void *buf, size_t len, char *err, siz
 	uint32_t incompat;
 
 	memset(h, 0, sizeof(*h));
-	if (len < sizeof(struct vmc_fmt_prefix) || vmc_hdr_probe(buf, len) != VMC_PROBE_ENCRYPTED) {
+	if (vmc_hdr_probe(buf, len) != VMC_PROBE_ENCRYPTED) {
 		HDR_ERR("not a vmcryptfs file header");
 		return -EUCLEAN;
 	}
 	f = buf;
-	if (le16toh(f->prefix.version) > VMC_FMT_VERSION) {
-		HDR_ERR("header format version %u is newer than this vmcryptfs supports (%u)",
-			le16toh(f->prefix.version), VMC_FMT_VERSION);
-		return -EPROTONOSUPPORT;
+	if (len < sizeof(f->prefix) || memcmp(f->prefix.magic, VMC_FMT_MAGIC, VMC_FMT_MAGIC_LEN) ||
+	    le16toh(f->prefix.type) != VMC_FMT_TYPE_FILE) {
+		HDR_ERR("header damaged: bad magic or object type in the first 16 bytes");
+		return -EUCLEAN;
 	}
 	if (len < VMC_FMT_HDR_SIZE) {
 		HDR_ERR("header truncated: %zu of %u bytes", len, VMC_FMT_HDR_SIZE);
 		return -EUCLEAN;
 	}
+	vmc_sha256(f, offsetof(struct vmc_fmt_file_fixed, checksum), sum);
+	if (le16toh(f->prefix.version) > VMC_FMT_VERSION) {
+		/* A newer writer: its checksum may be laid out differently. */
+		HDR_ERR("header format version %u is newer than this vmcryptfs supports (%u)%s",
+			le16toh(f->prefix.version), VMC_FMT_VERSION,
+			memcmp(sum, f->checksum, sizeof(sum)) ? ", or the header is damaged" : "");
+		return -EPROTONOSUPPORT;
+	}
 	memcpy(&h->raw, buf, sizeof(h->raw));
 	f = &h->raw.fixed;
-	vmc_sha256(f, offsetof(struct vmc_fmt_file_fixed, checksum), sum);
 	if (memcmp(sum, f->checksum, sizeof(sum))) {
 		HDR_ERR("header checksum mismatch (damaged header)");
 		return -EUCLEAN;

@@ -44,6 +44,12 @@ enum vmc_probe {
 	VMC_PROBE_ENCRYPTED, /* starts with the magic of a file header */
 };
 
+/*
+ * Look at the first @len bytes (up to 4096) of a file. A file is encrypted
+ * when it starts with the prefix of a file header, and also, so that damage
+ * to those 16 bytes is not mistaken for a cleartext file, when its magic is
+ * off by at most two bytes or a key slot's checksum is intact.
+ */
 enum vmc_probe vmc_hdr_probe(const void *buf, size_t len);
 
 /*

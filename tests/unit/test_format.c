@@ -247,7 +247,8 @@ static void test_roundtrip(void)
 	/* Parse and open. */
 	EQ_(vmc_hdr_probe(raw, HDR), VMC_PROBE_ENCRYPTED);
 	EQ_(vmc_hdr_probe(raw, 18), VMC_PROBE_ENCRYPTED);
-	EQ_(vmc_hdr_probe(raw, 17), VMC_PROBE_CLEAR);
+	EQ_(vmc_hdr_probe(raw, 16), VMC_PROBE_ENCRYPTED);
+	EQ_(vmc_hdr_probe(raw, 15), VMC_PROBE_CLEAR);
 	OK_(parse(&h2, raw, HDR));
 	EQ_(h2.version, 1);
 	EQ_(h2.file_class, VMC_FMT_CLASS_HOME);
@@ -541,16 +542,37 @@ static void test_parse_errors(void)
 	FAIL_(parse(&h, raw, HDR), EUCLEAN);
 	CONTAINS_(errbuf, "not a vmcryptfs file header");
 	EQ_(vmc_hdr_probe(raw, HDR), VMC_PROBE_CLEAR);
+	/* Damage to the first 16 bytes never turns a header into "cleartext":
+	 * a near-miss magic or an intact key slot still says "encrypted", and
+	 * parsing then reports the damage. */
 	memcpy(raw, t.raw, HDR);
 	raw[1] = 'v';
+	EQ_(vmc_hdr_probe(raw, HDR), VMC_PROBE_ENCRYPTED);
 	FAIL_(parse(&h, raw, HDR), EUCLEAN);
-	CONTAINS_(errbuf, "not a vmcryptfs file header");
-	/* The magic of another object type is not a file header. */
+	CONTAINS_(errbuf, "damaged");
+	memcpy(raw, t.raw, HDR);
+	memset(raw, 0x55, 16); /* the whole prefix destroyed: slot 0 is intact */
+	EQ_(vmc_hdr_probe(raw, HDR), VMC_PROBE_ENCRYPTED);
+	FAIL_(parse(&h, raw, HDR), EUCLEAN);
+	CONTAINS_(errbuf, "damaged");
+	/* A damaged type in a file header: the intact slot still tells. */
 	memcpy(raw, t.raw, HDR);
 	put16(raw + 14, VMC_FMT_TYPE_VMSTATE);
 	fix_fixed_sum(raw);
+	EQ_(vmc_hdr_probe(raw, HDR), VMC_PROBE_ENCRYPTED);
 	FAIL_(parse(&h, raw, HDR), EUCLEAN);
-	EQ_(vmc_hdr_probe(raw, HDR), VMC_PROBE_CLEAR);
+	/* A genuine VM key record (another object type) is not a file header. */
+	{
+		struct vmc_vmstate vs;
+		struct vmc_fmt_vmstate enc;
+
+		memset(&vs, 0, sizeof(vs));
+		vs.current.set = true;
+		strcpy(vs.current.provider, "native");
+		strcpy(vs.current.kek_id, "k");
+		vmc_vmstate_encode(&vs, &enc);
+		EQ_(vmc_hdr_probe(&enc, sizeof(enc)), VMC_PROBE_CLEAR);
+	}
 
 	/* A newer version is "not supported", with or without a valid checksum. */
 	memcpy(raw, t.raw, HDR);
