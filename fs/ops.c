@@ -927,7 +927,8 @@ static void vmc_ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, co
 	fuse_reply_err(req, setxattr(path, name, value, size, flags) ? errno : 0);
 }
 
-static void vmc_ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+/* getxattr/listxattr: a size of 0 asks for the size only. */
+static void reply_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char path[64], *buf = NULL;
 	ssize_t n;
@@ -940,7 +941,7 @@ static void vmc_ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, si
 			return;
 		}
 	}
-	n = getxattr(path, name, buf, size);
+	n = name ? getxattr(path, name, buf, size) : listxattr(path, buf, size);
 	if (n < 0)
 		fuse_reply_err(req, errno);
 	else if (size)
@@ -950,27 +951,14 @@ static void vmc_ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, si
 	free(buf);
 }
 
+static void vmc_ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	reply_xattr(req, ino, name, size);
+}
+
 static void vmc_ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	char path[64], *buf = NULL;
-	ssize_t n;
-
-	proc_path(vmc_inode_of(ino), path, sizeof(path));
-	if (size) {
-		buf = malloc(size);
-		if (!buf) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-	}
-	n = listxattr(path, buf, size);
-	if (n < 0)
-		fuse_reply_err(req, errno);
-	else if (size)
-		fuse_reply_buf(req, buf, (size_t)n);
-	else
-		fuse_reply_xattr(req, (size_t)n);
-	free(buf);
+	reply_xattr(req, ino, NULL, size);
 }
 
 static void vmc_ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)

@@ -207,59 +207,72 @@ out:
 	return r;
 }
 
-int vmc_vm_classify_new(struct vmc_inode *in, const void *first, size_t firstlen,
-			bool *encrypt, struct vmc_hdr *hdr, uint8_t *dek)
+/*
+ * What the policy says about data written to @in, whose first bytes are
+ * @first (NULL: unknown). On return *encrypt tells, and when true @ctx holds
+ * the VM (release with vm_ctx_done). -EIO when the VM's policy is unusable
+ * (logged, naming the file and line).
+ */
+static int vm_decide(struct vmc_inode *in, const void *first, size_t firstlen, bool *encrypt,
+		     enum vmc_class *cls, struct vm_ctx *ctx)
 {
 	char name[NAME_MAX + 1], where[512];
 	struct vmc_inode *parent;
+
+	*encrypt = false;
+	memset(ctx, 0, sizeof(*ctx));
+	parent = vmc_inode_name(in, name, sizeof(name));
+	if (!parent)
+		return -ENOENT;
+	*cls = vmc_class_resolve(vmc_class_of_name(vmcfs.fs_cfg, name), first, firstlen);
+	if (*cls == VMC_CLASS_CLEARTEXT) {
+		vmc_inode_unref(parent);
+		return 0;
+	}
+	vm_find(parent, ctx);
+	vmc_inode_unref(parent);
+	if (!ctx->dir)
+		return 0; /* not in a VM directory */
+	if (ctx->policy_err) {
+		vmc_inode_path(in, where, sizeof(where));
+		vmc_err("%s: refusing to write: %s", where, ctx->err);
+		vm_ctx_done(ctx);
+		return -EIO;
+	}
+	*encrypt = vmc_policy_encrypts(vmcfs.fs_cfg, &ctx->pol, *cls);
+	if (!*encrypt)
+		vm_ctx_done(ctx);
+	return 0;
+}
+
+int vmc_vm_classify_new(struct vmc_inode *in, const void *first, size_t firstlen,
+			bool *encrypt, struct vmc_hdr *hdr, uint8_t *dek)
+{
 	struct vm_ctx ctx;
 	struct vmc_kek *kek = NULL;
 	enum vmc_class cls;
 	uint8_t vm_uuid[16];
-	const char *provider;
+	bool enc;
 	int r;
 
 	*encrypt = false;
-	parent = vmc_inode_name(in, name, sizeof(name));
-	if (!parent) {
+	r = vm_decide(in, first, firstlen, &enc, &cls, &ctx);
+	if (r == -ENOENT) {
 		vmc_err("cannot classify a file whose name is unknown; refusing to write it");
 		return -EIO;
 	}
-	cls = vmc_class_of_name(vmcfs.fs_cfg, name);
-	if (cls == VMC_CLASS_VMDK)
-		cls = first && vmc_vmdk_is_descriptor(first, firstlen) ? VMC_CLASS_CLEARTEXT :
-									   VMC_CLASS_DISK;
-	if (cls == VMC_CLASS_CLEARTEXT) {
-		vmc_inode_unref(parent);
-		return 0;
-	}
-	vm_find(parent, &ctx);
-	vmc_inode_unref(parent);
-	if (!ctx.dir)
-		return 0; /* not in a VM directory */
-	if (ctx.policy_err) {
-		vmc_inode_path(in, where, sizeof(where));
-		vmc_err("%s: refusing to write: %s", where, ctx.err);
-		r = -EIO;
-		goto out;
-	}
-	if (
-	    (cls == VMC_CLASS_DISK && !vmc_policy_encrypts_disks(vmcfs.fs_cfg, &ctx.pol))) {
-		r = 0;
-		goto out;
-	}
-	provider = vmc_config_policy(vmcfs.fs_cfg, ctx.pol.policy)->provider;
-	r = vm_kek(ctx.dir, provider, &kek, vm_uuid);
-	if (r)
-		goto out;
-	r = vmc_dek_generate(dek);
+	if (r || !enc)
+		return r;
+	r = vm_kek(ctx.dir, vmc_config_policy(vmcfs.fs_cfg, ctx.pol.policy)->provider, &kek,
+		   vm_uuid);
+	if (!r)
+		r = vmc_dek_generate(dek);
 	if (!r)
 		r = vmc_hdr_create(hdr, vmc_class_fmt(cls), vm_uuid);
 	if (!r)
 		r = vmc_hdr_seal(hdr, 0, kek->kek_provider, kek->kek_id, kek->kek_wrap_key, dek, 1);
 	if (!r)
 		*encrypt = true;
-out:
 	vmc_kek_put(kek);
 	vm_ctx_done(&ctx);
 	return r;
@@ -267,44 +280,25 @@ out:
 
 int vmc_vm_check_clear_write(struct vmc_inode *in, int fd)
 {
-	char name[NAME_MAX + 1], where[512], first[32];
-	struct vmc_inode *parent = vmc_inode_name(in, name, sizeof(name));
-	enum vmc_class cls;
+	char first[32], where[512];
 	struct vm_ctx ctx;
-	ssize_t n;
-	int r = 0;
+	enum vmc_class cls;
+	ssize_t n = pread(fd, first, sizeof(first), 0);
+	bool enc;
+	int r;
 
-	if (!parent)
+	r = vm_decide(in, first, n > 0 ? (size_t)n : 0, &enc, &cls, &ctx);
+	if (r == -ENOENT)
 		return 0; /* not reachable by name (e.g. the root) */
-	cls = vmc_class_of_name(vmcfs.fs_cfg, name);
-	if (cls == VMC_CLASS_VMDK) {
-		n = pread(fd, first, sizeof(first), 0);
-		cls = n > 0 && vmc_vmdk_is_descriptor(first, (size_t)n) ? VMC_CLASS_CLEARTEXT :
-									  VMC_CLASS_DISK;
-	}
-	if (cls == VMC_CLASS_CLEARTEXT) {
-		vmc_inode_unref(parent);
-		return 0;
-	}
-	vm_find(parent, &ctx);
-	vmc_inode_unref(parent);
-	if (!ctx.dir)
-		goto out;
+	if (r || !enc)
+		return r;
+	/* Cleartext data where the policy asks for encryption (a VM that had data
+	 * before its policy, or a header destroyed beyond recognition). */
 	vmc_inode_path(in, where, sizeof(where));
-	if (ctx.policy_err) {
-		vmc_err("%s: refusing to write: %s", where, ctx.err);
-		r = -EIO;
-	} else if (cls != VMC_CLASS_DISK || vmc_policy_encrypts_disks(vmcfs.fs_cfg, &ctx.pol)) {
-		/* Cleartext data where the policy asks for encryption (a VM that had
-		 * data before its policy, or a header destroyed beyond recognition). */
-		vmc_warn("%s: refusing to write plaintext: the file is cleartext but the VM's "
-			 "policy \"%s\" encrypts it; encrypt the VM with vmcryptfs-ctl", where,
-			 ctx.pol.policy);
-		r = -EACCES;
-	}
-out:
+	vmc_warn("%s: refusing to write plaintext: the file is cleartext but the VM's policy "
+		 "\"%s\" encrypts it; encrypt the VM with vmcryptfs-ctl", where, ctx.pol.policy);
 	vm_ctx_done(&ctx);
-	return r;
+	return -EACCES;
 }
 
 int vmc_vm_unwrap(struct vmc_inode *in, const struct vmc_hdr *hdr, uint8_t *dek)

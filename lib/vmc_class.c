@@ -101,6 +101,13 @@ bool vmc_vmdk_is_descriptor(const void *buf, size_t len)
 	return n > 0 && !memcmp(buf, sig, n);
 }
 
+enum vmc_class vmc_class_resolve(enum vmc_class c, const void *first, size_t len)
+{
+	if (c != VMC_CLASS_VMDK)
+		return c;
+	return first && vmc_vmdk_is_descriptor(first, len) ? VMC_CLASS_CLEARTEXT : VMC_CLASS_DISK;
+}
+
 uint8_t vmc_class_fmt(enum vmc_class c)
 {
 	switch (c) {

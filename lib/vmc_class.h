@@ -34,6 +34,11 @@ const char *vmc_class_name(enum vmc_class c);
  * small pieces is still recognised.
  */
 bool vmc_vmdk_is_descriptor(const void *buf, size_t len);
+/*
+ * Resolve VMC_CLASS_VMDK by the file's first bytes (@first may be NULL when
+ * unknown: a binary VMDK, i.e. disk data); other classes are returned as is.
+ */
+enum vmc_class vmc_class_resolve(enum vmc_class c, const void *first, size_t len);
 /* The class byte recorded in a file header for an encrypted class. */
 uint8_t vmc_class_fmt(enum vmc_class c);
 

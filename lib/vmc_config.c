@@ -569,3 +569,17 @@ bool vmc_policy_encrypts_disks(const struct vmc_config *cfg, const struct vmc_vm
 
 	return p && p->disks && (!pol->disks_set || pol->disks);
 }
+
+bool vmc_policy_encrypts(const struct vmc_config *cfg, const struct vmc_vm_policy *pol,
+			 enum vmc_class c)
+{
+	switch (c) {
+	case VMC_CLASS_CLEARTEXT:
+		return false;
+	case VMC_CLASS_DISK:
+	case VMC_CLASS_VMDK: /* unresolved: treat as the disk it may be */
+		return vmc_policy_encrypts_disks(cfg, pol);
+	default:
+		return true; /* home, core dump, other */
+	}
+}

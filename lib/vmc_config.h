@@ -84,5 +84,8 @@ int vmc_policy_parse(const char *text, const char *path, const struct vmc_config
 /* Whether the files of a VM under @pol get encrypted: home files always,
  * disks when both the named policy and the file allow it. */
 bool vmc_policy_encrypts_disks(const struct vmc_config *cfg, const struct vmc_vm_policy *pol);
+/* Whether a file of (resolved) class @c in a VM under @pol is encrypted. */
+bool vmc_policy_encrypts(const struct vmc_config *cfg, const struct vmc_vm_policy *pol,
+			 enum vmc_class c);
 
 #endif

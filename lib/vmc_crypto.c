@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <gcrypt.h>
 
@@ -154,32 +155,31 @@ static int vmc_xts_short(struct vmc_xts *x, uint64_t unit, uint8_t *buf, size_t 
 	return 0;
 }
 
-int vmc_xts_encrypt_unit(struct vmc_xts *x, uint64_t unit, uint8_t *buf, size_t len)
+static int vmc_xts_unit(struct vmc_xts *x, bool enc, uint64_t unit, uint8_t *buf, size_t len)
 {
 	uint8_t tweak[16];
+	gcry_error_t e;
 
 	if (len == 0 || len > 4096)
 		return -EINVAL;
 	if (len < 16)
-		return vmc_xts_short(x, unit, buf, len);
+		return vmc_xts_short(x, unit, buf, len); /* its own inverse */
 	vmc_xts_tweak(tweak, unit, false);
-	if (gcry_cipher_setiv(x->h, tweak, 16) || gcry_cipher_encrypt(x->h, buf, len, NULL, 0))
+	if (gcry_cipher_setiv(x->h, tweak, 16))
 		return -EIO;
-	return 0;
+	e = enc ? gcry_cipher_encrypt(x->h, buf, len, NULL, 0) :
+		  gcry_cipher_decrypt(x->h, buf, len, NULL, 0);
+	return e ? -EIO : 0;
+}
+
+int vmc_xts_encrypt_unit(struct vmc_xts *x, uint64_t unit, uint8_t *buf, size_t len)
+{
+	return vmc_xts_unit(x, true, unit, buf, len);
 }
 
 int vmc_xts_decrypt_unit(struct vmc_xts *x, uint64_t unit, uint8_t *buf, size_t len)
 {
-	uint8_t tweak[16];
-
-	if (len == 0 || len > 4096)
-		return -EINVAL;
-	if (len < 16)
-		return vmc_xts_short(x, unit, buf, len);
-	vmc_xts_tweak(tweak, unit, false);
-	if (gcry_cipher_setiv(x->h, tweak, 16) || gcry_cipher_decrypt(x->h, buf, len, NULL, 0))
-		return -EIO;
-	return 0;
+	return vmc_xts_unit(x, false, unit, buf, len);
 }
 
 /* --- AES-256-GCM ---------------------------------------------------------- */

@@ -60,6 +60,17 @@
 #define VMC_FMT_INFO_DEK_WRAP "vmcryptfs/v1/dek-wrap"
 #define VMC_FMT_INFO_KEY_CHECK "vmcryptfs/v1/key-check"
 
+/* True when @len bytes at @p are all zero (reserved fields, empty slots). */
+static inline int vmc_fmt_is_zero(const void *p, size_t len)
+{
+	const uint8_t *b = (const uint8_t *)p;
+
+	for (size_t i = 0; i < len; i++)
+		if (b[i])
+			return 0;
+	return 1;
+}
+
 /* Common prefix of every object. */
 struct vmc_fmt_prefix {
 	uint8_t magic[VMC_FMT_MAGIC_LEN];

@@ -18,23 +18,13 @@
 
 #define HDR_ERR(...) snprintf(err, errlen, __VA_ARGS__)
 
-static bool all_zero(const void *p, size_t len)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < len; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 /* A key slot at @off of @buf that is non-empty and has a correct checksum. */
 static bool slot_intact(const uint8_t *buf, size_t len, size_t off)
 {
 	const struct vmc_fmt_slot *s = (const void *)(buf + off);
 	uint8_t sum[VMC_SHA256_LEN];
 
-	if (len < off + sizeof(*s) || all_zero(s, sizeof(*s)))
+	if (len < off + sizeof(*s) || vmc_fmt_is_zero(s, sizeof(*s)))
 		return false;
 	vmc_sha256(s, offsetof(struct vmc_fmt_slot, checksum), sum);
 	return !memcmp(sum, s->checksum, sizeof(sum));
@@ -88,7 +78,7 @@ static bool padded_ok(const char *s, size_t size, size_t len)
 	for (size_t i = 0; i < len; i++)
 		if (s[i] == '\0' || (unsigned char)s[i] < 0x20 || s[i] == 0x7f)
 			return false;
-	return all_zero(s + len, size - len);
+	return vmc_fmt_is_zero(s + len, size - len);
 }
 
 static void slot_parse(const struct vmc_fmt_slot *s, struct vmc_hdr_slot *out)
@@ -97,7 +87,7 @@ static void slot_parse(const struct vmc_fmt_slot *s, struct vmc_hdr_slot *out)
 	size_t plen = s->provider_len, klen = le16toh(s->kek_id_len);
 
 	memset(out, 0, sizeof(*out));
-	if (all_zero(s, sizeof(*s))) {
+	if (vmc_fmt_is_zero(s, sizeof(*s))) {
 		out->status = VMC_SLOT_EMPTY;
 		return;
 	}
@@ -123,8 +113,8 @@ static void slot_parse(const struct vmc_fmt_slot *s, struct vmc_hdr_slot *out)
 		snprintf(out->damage, sizeof(out->damage), "bad provider or key id field");
 		return;
 	}
-	if (!all_zero(s->reserved1, sizeof(s->reserved1)) ||
-	    !all_zero(s->reserved2, sizeof(s->reserved2))) {
+	if (!vmc_fmt_is_zero(s->reserved1, sizeof(s->reserved1)) ||
+	    !vmc_fmt_is_zero(s->reserved2, sizeof(s->reserved2))) {
 		snprintf(out->damage, sizeof(out->damage), "reserved bytes not zero");
 		return;
 	}
@@ -193,9 +183,9 @@ int vmc_hdr_parse(struct vmc_hdr *h, const void *buf, size_t len, char *err, siz
 		HDR_ERR("unknown file class %u", f->file_class);
 		return -EUCLEAN;
 	}
-	if (!all_zero(f->reserved, sizeof(f->reserved)) ||
-	    !all_zero(h->raw.reserved1, sizeof(h->raw.reserved1)) ||
-	    !all_zero(h->raw.reserved2, sizeof(h->raw.reserved2))) {
+	if (!vmc_fmt_is_zero(f->reserved, sizeof(f->reserved)) ||
+	    !vmc_fmt_is_zero(h->raw.reserved1, sizeof(h->raw.reserved1)) ||
+	    !vmc_fmt_is_zero(h->raw.reserved2, sizeof(h->raw.reserved2))) {
 		HDR_ERR("reserved header bytes are not zero");
 		return -EUCLEAN;
 	}

@@ -16,16 +16,6 @@
 
 #define VMSTATE_TMP VMC_FMT_STATE_NAME ".tmp"
 
-static bool zeroes(const void *p, size_t len)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < len; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 static bool field_ok(const char *s, size_t size, size_t len)
 {
 	if (len == 0 || len >= size)
@@ -33,7 +23,7 @@ static bool field_ok(const char *s, size_t size, size_t len)
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
 			return false;
-	return zeroes(s + len, size - len);
+	return vmc_fmt_is_zero(s + len, size - len);
 }
 
 static int kekref_parse(const struct vmc_fmt_kekref *in, struct vmc_kekref *out)
@@ -41,9 +31,9 @@ static int kekref_parse(const struct vmc_fmt_kekref *in, struct vmc_kekref *out)
 	size_t plen = in->provider_len, klen = le16toh(in->kek_id_len);
 
 	memset(out, 0, sizeof(*out));
-	if (zeroes(in, sizeof(*in)))
+	if (vmc_fmt_is_zero(in, sizeof(*in)))
 		return 0;
-	if (in->reserved0 || !zeroes(in->reserved1, sizeof(in->reserved1)) ||
+	if (in->reserved0 || !vmc_fmt_is_zero(in->reserved1, sizeof(in->reserved1)) ||
 	    !field_ok(in->provider, sizeof(in->provider), plen) ||
 	    !field_ok(in->kek_id, sizeof(in->kek_id), klen))
 		return -EUCLEAN;
@@ -97,8 +87,8 @@ int vmc_vmstate_parse(struct vmc_vmstate *s, const void *buf, size_t len, char *
 			 le32toh(v->incompat_flags));
 		return -EPROTONOSUPPORT;
 	}
-	if (v->state > VMC_FMT_VMSTATE_REKEY || !zeroes(v->reserved1, sizeof(v->reserved1)) ||
-	    !zeroes(v->reserved2, sizeof(v->reserved2)) || v->reserved0) {
+	if (v->state > VMC_FMT_VMSTATE_REKEY || !vmc_fmt_is_zero(v->reserved1, sizeof(v->reserved1)) ||
+	    !vmc_fmt_is_zero(v->reserved2, sizeof(v->reserved2)) || v->reserved0) {
 		snprintf(err, errlen, "VM key record has unknown state or non-zero reserved bytes");
 		return -EUCLEAN;
 	}

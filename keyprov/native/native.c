@@ -14,9 +14,13 @@
  * primary key is reported as exactly that (-ENOKEY), not as a wrong key.
  *
  * The key file is created by the first create_key when it does not exist, with
- * O_EXCL and link(2), so an existing file is never replaced. A missing file
- * never makes get_key invent one; a corrupt file is reported and never
- * overwritten. File layout: docs/FORMAT.md, "Native primary key".
+ * O_EXCL and link(2), so an existing file is never replaced. Beside it,
+ * "<key-file>.id" records the id (the public fingerprint) of the key made
+ * there: if the key file later disappears, create_key refuses to make a new
+ * one (that would leave every VM of the old key locked while new VMs use the
+ * new one) until the file is restored or the marker removed on purpose. A
+ * missing file never makes get_key invent one; a corrupt file is reported and
+ * never overwritten. File layout: docs/FORMAT.md, "Native primary key".
  */
 #include "vmc_format.h"
 #include "vmc_paths.h"
@@ -110,6 +114,44 @@ static void set_broken(struct native *n, int e, const char *msg)
 	snprintf(n->broken, sizeof(n->broken), "%s", msg);
 }
 
+/* The fingerprint recorded beside the key file, or "" if there is none. */
+static void read_marker(struct native *n, char fp[33])
+{
+	char path[NATIVE_PATH_MAX + 8];
+	ssize_t got;
+	int fd;
+
+	fp[0] = '\0';
+	snprintf(path, sizeof(path), "%s.id", n->path);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	got = read(fd, fp, 32);
+	close(fd);
+	fp[got == 32 ? 32 : 0] = '\0';
+}
+
+static void write_marker(struct native *n)
+{
+	char path[NATIVE_PATH_MAX + 8], tmp[NATIVE_PATH_MAX + 24], line[34];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s.id", n->path);
+	snprintf(tmp, sizeof(tmp), "%s.id.tmp%d", n->path, (int)getpid());
+	hex(n->key_id, sizeof(n->key_id), line);
+	line[32] = '\n';
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	if (write(fd, line, 33) == 33 && !fsync(fd) && !rename(tmp, path)) {
+		close(fd);
+		return;
+	}
+	close(fd);
+	unlink(tmp);
+}
+
 /* Load the key file; caller holds n->lock. */
 static void load_key(struct native *n)
 {
@@ -172,6 +214,13 @@ static void load_key(struct native *n)
 	memcpy(n->key, k->key, 32);
 	memcpy(n->key_id, k->key_id, sizeof(n->key_id));
 	n->state = NATIVE_LOADED;
+	{
+		char fp[33];
+
+		read_marker(n, fp);
+		if (!fp[0])
+			write_marker(n); /* key files made before markers existed */
+	}
 out:
 	n->host->secret_free(k, sizeof(*k));
 	close(fd);
@@ -205,6 +254,16 @@ static int create_key_file(struct native *n, char *err)
 	char tmp[NATIVE_PATH_MAX + 16], dir[NATIVE_PATH_MAX];
 	int fd, dfd, r = 0;
 
+	{
+		char fp[33];
+
+		read_marker(n, fp);
+		if (fp[0]) {
+			ERR("primary key file %s (key id %s) is missing; restore it from backup, or "
+			    "remove %s.id to start over with a new key", n->path, fp, n->path);
+			return -ENOENT;
+		}
+	}
 	snprintf(dir, sizeof(dir), "%s", n->path);
 	r = mkdir_parents(dir, 0700);
 	if (r) {
@@ -263,6 +322,7 @@ static int create_key_file(struct native *n, char *err)
 	memcpy(n->key, k->key, 32);
 	memcpy(n->key_id, k->key_id, sizeof(n->key_id));
 	n->state = NATIVE_LOADED;
+	write_marker(n);
 	{
 		char fp[33];
 

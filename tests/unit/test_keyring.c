@@ -231,7 +231,23 @@ static void test_missing_file(void)
 	CONTAINS_(err, key_path);
 	TRUE_(access(key_path, F_OK) != 0); /* get never invents a key */
 
-	/* Creating is allowed: the file does not exist. */
+	/* Creating is refused while the marker beside it remembers the key
+	 * made there: a new key would leave the old VMs locked. */
+	{
+		char marker[PATH_MAX], fp[40] = "";
+
+		snprintf(marker, sizeof(marker), "%s.id", key_path);
+		EQ_(read_path(marker, (uint8_t *)fp, 33), 33);
+		fp[32] = '\0';
+		vmc_test_hex(orig_key + 24, 16, old_fp);
+		STREQ_(fp, old_fp);
+		FAIL_(vmc_keyring_create(kr, "native", "vm4", &k, err, sizeof(err)), ENOENT);
+		CONTAINS_(err, old_fp);
+		CONTAINS_(err, ".id");
+		TRUE_(access(key_path, F_OK) != 0);
+		/* Removing the marker on purpose allows a fresh key. */
+		OK_(unlink(marker));
+	}
 	OK_(vmc_keyring_create(kr, "native", "vm4", &k, err, sizeof(err)));
 	vmc_kek_put(k);
 	EQ_(read_path(key_path, file, sizeof(file)), 128);
