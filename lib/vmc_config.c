@@ -35,6 +35,7 @@ static pthread_mutex_t vmc_confuse_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *vmc_confuse_err;
 static size_t vmc_confuse_errlen;
 
+__attribute__((format(printf, 2, 0)))
 static void confuse_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 {
 	char msg[512];

@@ -77,6 +77,7 @@ struct vmc_keyring {
 	struct kr_entry *buckets[KR_BUCKETS];
 };
 
+__attribute__((format(printf, 2, 3)))
 static void host_log(int level, const char *fmt, ...)
 {
 	va_list ap;

@@ -8,5 +8,15 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=${VMC_BUILD_DIR:-$top/build}
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVMC_WERROR=ON
 cmake --build "$build" -j "$(nproc)"
-cd "$build"
-ctest --output-on-failure --timeout 900 "$@"
+(cd "$build" && ctest --output-on-failure --timeout 900 "$@")
+
+# The fuzz targets under libFuzzer (clang, ASan+UBSan), each for a bounded
+# time on its committed seed corpus. VMC_FUZZ_SECONDS=0 skips this stage.
+fuzz_seconds=${VMC_FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" -gt 0 ] && command -v clang >/dev/null; then
+	fbuild=${VMC_FUZZ_BUILD_DIR:-$top/build-fuzz}
+	CC=clang cmake -S "$top" -B "$fbuild" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVMC_WERROR=ON \
+		-DVMC_FUZZ=ON -DVMC_FUZZ_SECONDS="$fuzz_seconds"
+	cmake --build "$fbuild" -j "$(nproc)"
+	(cd "$fbuild" && ctest --output-on-failure -L fuzz)
+fi
