@@ -274,6 +274,34 @@ static void test_responses(void)
 	STREQ_(r.text, "Error parsing request message. See server logs for more information.");
 	STREQ_(kmip_reason_name(r.reason), "Invalid Message");
 
+	/* Captured later from the same server (see vectors/README). */
+	{
+		int32_t v[8][2];
+		uint32_t state = 0;
+
+		len = vec("12-discover-versions.resp", buf, sizeof(buf));
+		OK_(kmip_resp_parse(buf, len, KMIP_OP_DISCOVER_VERSIONS, &r, why, sizeof(why)));
+		EQ_(kmip_payload_versions(&r, v, 8), 6);
+		TRUE_(v[0][0] == 2 && v[0][1] == 0 && v[4][0] == 1 && v[4][1] == 1);
+
+		len = vec("13-get-attributes-state.resp", buf, sizeof(buf));
+		OK_(kmip_resp_parse(buf, len, KMIP_OP_GET_ATTRIBUTES, &r, why, sizeof(why)));
+		OK_(kmip_payload_state(&r, &state, why, sizeof(why)));
+		EQ_(state, KMIP_STATE_ACTIVE);
+
+		len = vec("14-locate-none.resp", buf, sizeof(buf));
+		OK_(kmip_resp_parse(buf, len, KMIP_OP_LOCATE, &r, why, sizeof(why)));
+		EQ_(r.status, KMIP_STATUS_SUCCESS);
+		EQ_(kmip_payload_uid_count(&r), 0);
+		FAIL_(kmip_payload_uid(&r, uid, why, sizeof(why)), ENOKEY);
+
+		len = vec("15-get-attributes-missing.resp", buf, sizeof(buf));
+		OK_(kmip_resp_parse(buf, len, KMIP_OP_GET_ATTRIBUTES, &r, why, sizeof(why)));
+		EQ_(r.status, KMIP_STATUS_FAILED);
+		EQ_(r.reason, KMIP_REASON_ITEM_NOT_FOUND);
+		FAIL_(kmip_payload_state(&r, &state, why, sizeof(why)), EPROTO);
+	}
+
 	/* A request is not an answer. */
 	len = vec("02-get.req", buf, sizeof(buf));
 	FAIL_(kmip_resp_parse(buf, len, KMIP_OP_GET, &r, why, sizeof(why)), EPROTO);
