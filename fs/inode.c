@@ -336,3 +336,38 @@ void vmc_inode_path(struct vmc_inode *in, char *buf, size_t len)
 	if (!buf[0])
 		snprintf(buf, len, ".");
 }
+
+struct vmc_inode *vmc_inode_find(dev_t dev, ino_t ino)
+{
+	struct vmc_inode *in;
+
+	if (dev == vmcfs.fs_root.in_dev && ino == vmcfs.fs_root.in_ino)
+		return &vmcfs.fs_root;
+	pthread_mutex_lock(&vmcfs.fs_ino_lock);
+	for (in = vmcfs.fs_buckets[bucket_of(dev, ino)]; in; in = in->in_hnext)
+		if (in->in_dev == dev && in->in_ino == ino) {
+			in->in_refs++;
+			break;
+		}
+	pthread_mutex_unlock(&vmcfs.fs_ino_lock);
+	return in;
+}
+
+int vmc_inode_open_under(dev_t dev, ino_t ino)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&vmcfs.fs_ino_lock);
+	for (size_t b = 0; b < vmcfs.fs_nbuckets; b++)
+		for (struct vmc_inode *in = vmcfs.fs_buckets[b]; in; in = in->in_hnext) {
+			if (!S_ISREG(in->in_type) || atomic_load(&in->in_opens) == 0)
+				continue;
+			for (struct vmc_inode *p = in->in_parent; p; p = p->in_parent)
+				if (p->in_dev == dev && p->in_ino == ino) {
+					n += atomic_load(&in->in_opens);
+					break;
+				}
+		}
+	pthread_mutex_unlock(&vmcfs.fs_ino_lock);
+	return n;
+}

@@ -14,9 +14,12 @@
  * usable, or fails with the reason on stderr.
  */
 #include "vmcfs.h"
+#include "audit.h"
+#include "ctl.h"
 #include "vmc_crypto.h"
 #include "vmc_log.h"
 #include "vmc_paths.h"
+#include "vmc_ctlproto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +42,7 @@ struct vmc_opts {
 	char *config;
 	char *keyprov_dir;
 	char *log_level;
+	char *ctl_socket;
 	int writeback;
 	double attr_timeout;
 	double entry_timeout;
@@ -50,6 +54,7 @@ static const struct fuse_opt vmc_opt_spec[] = {
 	VMC_OPT("config=%s", config, 0),
 	VMC_OPT("keyprov_dir=%s", keyprov_dir, 0),
 	VMC_OPT("log_level=%s", log_level, 0),
+	VMC_OPT("ctl_socket=%s", ctl_socket, 0),
 	VMC_OPT("writeback", writeback, 1),
 	VMC_OPT("nowriteback", writeback, 0),
 	VMC_OPT("attr_timeout=%lf", attr_timeout, 0),
@@ -78,8 +83,9 @@ static void usage(const char *prog)
 	       "                           that no other host mounts)\n"
 	       "    -o attr_timeout=SEC    attribute cache time (default 1)\n"
 	       "    -o entry_timeout=SEC   name cache time (default 1)\n"
+	       "    -o ctl_socket=PATH     control socket for vmcryptfs-ctl (default under %s)\n"
 	       "    -o keyprov_dir=PATH    load key-provider plugins from PATH (testing)\n\n",
-	       prog, VMC_DEFAULT_CONFIG);
+	       prog, VMC_DEFAULT_CONFIG, VMC_CTL_DEFAULT_DIR);
 }
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -195,12 +201,15 @@ static int fs_setup(struct vmc_opts *o)
 
 static void fs_teardown(void)
 {
+	vmc_ctl_stop();
+	vmc_audit_stop();
 	vmc_keyring_free(vmcfs.fs_keyring);
 	vmc_config_free(vmcfs.fs_cfg);
 	vmc_inode_table_fini();
 	if (vmcfs.fs_root.in_fd > 0)
 		close(vmcfs.fs_root.in_fd);
 	free(vmcfs.fs_backing);
+	free(vmcfs.fs_mountpoint);
 }
 
 /* Fork; the parent waits for the child's verdict and exits with it. */
@@ -325,6 +334,14 @@ int main(int argc, char *argv[])
 		vmc_err("cannot mount at %s", cmd.mountpoint);
 		goto out_signals;
 	}
+	vmcfs.fs_se = se;
+	vmcfs.fs_mountpoint = realpath(cmd.mountpoint, NULL);
+	if (vmc_audit_start(vmcfs.fs_cfg, vmcfs.fs_backing) ||
+	    vmc_ctl_start(vmcfs.fs_mountpoint ? vmcfs.fs_mountpoint : cmd.mountpoint,
+			  opts.ctl_socket)) {
+		vmc_err("cannot start the control socket or the audit log; unmounting");
+		goto out_unmount;
+	}
 	daemon_ready(notify); /* from here on, a daemon logs to syslog */
 	notify = -1;
 	vmc_notice("mounted %s at %s", vmcfs.fs_backing, cmd.mountpoint);
@@ -336,7 +353,8 @@ int main(int argc, char *argv[])
 		if (!lc)
 			goto out_unmount;
 		fuse_loop_cfg_set_clone_fd(lc, (unsigned int)cmd.clone_fd);
-		fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
+		if (cmd.max_idle_threads != UINT_MAX) /* UINT_MAX: not given */
+			fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
 		if (cmd.max_threads && cmd.max_threads <= 100000) /* UINT_MAX: not given */
 			fuse_loop_cfg_set_max_threads(lc, cmd.max_threads);
 		ret = fuse_session_loop_mt(se, lc);
@@ -345,6 +363,10 @@ int main(int argc, char *argv[])
 	ret = ret < 0 ? 1 : 0;
 	vmc_notice("unmounting %s", cmd.mountpoint);
 out_unmount:
+	/* Control operations may notify the kernel through the session: stop
+	 * them (they resume when re-run) before the session goes away. */
+	vmc_ctl_stop();
+	vmcfs.fs_se = NULL;
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
@@ -366,6 +388,7 @@ out_args:
 	free(opts.config);
 	free(opts.keyprov_dir);
 	free(opts.log_level);
+	free(opts.ctl_socket);
 	fuse_opt_free_args(&args);
 	return ret;
 }

@@ -12,6 +12,10 @@
 #include "vmcfs.h"
 #include "vmc_crypto.h"
 #include "vmc_log.h"
+#include "vmc_priv.h"
+#include "audit.h"
+#include "ctl.h"
+#include "vmc_ctlproto.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -111,13 +115,75 @@ static void vmc_ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 		fuse_reply_attr(req, &st, vmcfs.fs_attr_timeout);
 }
 
+/* --- privileges at the mount ----------------------------------------------- */
+
+static bool is_policy_name(const char *name)
+{
+	return !strcmp(name, VMC_FMT_POLICY_NAME);
+}
+
+static bool is_policy_file(struct vmc_inode *in)
+{
+	char name[NAME_MAX + 1];
+	struct vmc_inode *parent = vmc_inode_name(in, name, sizeof(name));
+
+	if (!parent)
+		return false;
+	vmc_inode_unref(parent);
+	return S_ISREG(in->in_type) && is_policy_name(name);
+}
+
+/*
+ * The caller of @req must hold @priv for @op on @in (or on @name inside the
+ * directory @in); a refusal is audited and answered EACCES.
+ */
+static int mount_require(fuse_req_t req, uint32_t priv, const char *op, struct vmc_inode *in,
+			 const char *name)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	char path[PATH_MAX], full[PATH_MAX + NAME_MAX + 2], detail[128];
+
+	if (vmc_privs_of(vmcfs.fs_cfg, ctx->uid, ctx->gid) & priv)
+		return 0;
+	vmc_inode_path(in, path, sizeof(path));
+	if (name)
+		snprintf(full, sizeof(full), "%s/%s", path, name);
+	else
+		snprintf(full, sizeof(full), "%s", path);
+	snprintf(detail, sizeof(detail), "missing privilege %s", vmc_priv_name(priv));
+	vmc_audit(&(struct vmc_event){ .op = op, .uid = ctx->uid, .file = full,
+				       .result = -EACCES, .detail = detail });
+	vmc_info("%s: %s refused to uid %u: %s", full, op, (unsigned)ctx->uid, detail);
+	return -EACCES;
+}
+
+/* A policy file is being created (@existed false) or replaced under @dir. */
+static int policy_create_check(fuse_req_t req, struct vmc_inode *dir, const char *name)
+{
+	bool existed = !faccessat(dir->in_fd, name, F_OK, AT_SYMLINK_NOFOLLOW);
+
+	return mount_require(req, existed ? VMC_PRIV_MANAGE_POLICY : VMC_PRIV_ENCRYPT_NEW,
+			     existed ? "policy-change" : "policy-create", dir, name);
+}
+
+static void policy_event(fuse_req_t req, const char *op, struct vmc_inode *dir,
+			 const char *name, int r)
+{
+	char path[PATH_MAX], full[PATH_MAX + NAME_MAX + 2];
+
+	vmc_inode_path(dir, path, sizeof(path));
+	snprintf(full, sizeof(full), "%s/%s", path, name);
+	vmc_audit(&(struct vmc_event){ .op = op, .uid = fuse_req_ctx(req)->uid, .vm = path,
+				       .file = full, .result = r });
+}
+
 /* --- size changes and first data ------------------------------------------ */
 
 /*
  * An empty cleartext file gets its first data: classify it, and when it is
  * to be encrypted write its header. in_lock held.
  */
-static int first_data(struct vmc_inode *in, int fd, const void *first, size_t firstlen)
+static int first_data(struct vmc_inode *in, int fd, const void *first, size_t firstlen, uid_t uid)
 {
 	struct vmc_hdr *hdr;
 	uint8_t *dek;
@@ -139,7 +205,7 @@ static int first_data(struct vmc_inode *in, int fd, const void *first, size_t fi
 		r = -ENOMEM;
 		goto out;
 	}
-	r = vmc_vm_classify_new(in, first, firstlen, &enc, hdr, dek);
+	r = vmc_vm_classify_new(in, first, firstlen, uid, &enc, hdr, dek);
 	if (r)
 		goto out;
 	if (enc) {
@@ -158,13 +224,13 @@ out:
 }
 
 /* Truncate a regular file to @size; in_lock held and a crypt user held. */
-static int truncate_locked(struct vmc_inode *in, int fd, uint64_t size)
+static int truncate_locked(struct vmc_inode *in, int fd, uint64_t size, uid_t uid)
 {
 	struct vmc_rl_req rq;
 	int r = 0;
 
 	if (atomic_load(&in->in_enc) == VMC_ENC_CLEAR && atomic_load(&in->in_undecided) && size)
-		r = first_data(in, fd, NULL, 0);
+		r = first_data(in, fd, NULL, 0, uid);
 	if (r)
 		return r;
 	if (atomic_load(&in->in_enc) == VMC_ENC_CRYPT)
@@ -178,7 +244,7 @@ static int truncate_locked(struct vmc_inode *in, int fd, uint64_t size)
 	return r;
 }
 
-static int do_truncate(struct vmc_inode *in, struct fuse_file_info *fi, off_t size)
+static int do_truncate(struct vmc_inode *in, struct fuse_file_info *fi, off_t size, uid_t uid)
 {
 	int fd, r;
 
@@ -192,7 +258,7 @@ static int do_truncate(struct vmc_inode *in, struct fuse_file_info *fi, off_t si
 	pthread_mutex_lock(&in->in_lock);
 	r = vmc_crypt_attach(in, fd);
 	if (!r) {
-		r = truncate_locked(in, fd, (uint64_t)size);
+		r = truncate_locked(in, fd, (uint64_t)size, uid);
 		vmc_crypt_detach(in);
 	}
 	pthread_mutex_unlock(&in->in_lock);
@@ -201,7 +267,7 @@ static int do_truncate(struct vmc_inode *in, struct fuse_file_info *fi, off_t si
 	return r;
 }
 
-static int do_setattr(struct vmc_inode *in, struct stat *attr, int valid,
+static int do_setattr(fuse_req_t req, struct vmc_inode *in, struct stat *attr, int valid,
 		      struct fuse_file_info *fi)
 {
 	char path[64];
@@ -221,7 +287,12 @@ static int do_setattr(struct vmc_inode *in, struct stat *attr, int valid,
 			return -errno;
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
-		r = do_truncate(in, fi, attr->st_size);
+		if (!fi && is_policy_file(in)) {
+			r = mount_require(req, VMC_PRIV_MANAGE_POLICY, "policy-change", in, NULL);
+			if (r)
+				return r;
+		}
+		r = do_truncate(in, fi, attr->st_size, fuse_req_ctx(req)->uid);
 		if (r)
 			return r;
 	}
@@ -253,7 +324,7 @@ static void vmc_ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 {
 	struct vmc_inode *in = vmc_inode_of(ino);
 	struct stat st;
-	int r = do_setattr(in, attr, valid, fi);
+	int r = do_setattr(req, in, attr, valid, fi);
 
 	if (!r)
 		r = vmc_inode_stat(in, &st);
@@ -343,6 +414,8 @@ static void vmc_ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const
 	proc_path(in, path, sizeof(path));
 	if (vmc_name_reserved(name))
 		r = -EPERM;
+	else if (is_policy_name(name) && (r = policy_create_check(req, dir, name)))
+		; /* refused */
 	else if (linkat(AT_FDCWD, path, dir->in_fd, name, AT_SYMLINK_FOLLOW))
 		r = -errno;
 	if (!r)
@@ -355,12 +428,18 @@ static void vmc_ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const
 
 static void vmc_ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	struct vmc_inode *dir = vmc_inode_of(parent);
 	int r = 0;
 
 	if (vmc_name_reserved(name))
 		r = -ENOENT;
-	else if (unlinkat(vmc_inode_of(parent)->in_fd, name, 0))
+	else if (is_policy_name(name) &&
+		 (r = mount_require(req, VMC_PRIV_DECRYPT, "policy-remove", dir, name)))
+		; /* refused */
+	else if (unlinkat(dir->in_fd, name, 0))
 		r = -errno;
+	if (is_policy_name(name) && r != -EACCES && r != -ENOENT)
+		policy_event(req, "policy-remove", dir, name, r);
 	fuse_reply_err(req, -r);
 }
 
@@ -434,8 +513,15 @@ static void vmc_ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		r = -ENOENT;
 	else if (vmc_name_reserved(newname))
 		r = -EPERM;
+	else if (is_policy_name(name) &&
+		 (r = mount_require(req, VMC_PRIV_DECRYPT, "policy-remove", dir, name)))
+		; /* moving a policy away removes it from its VM */
+	else if (is_policy_name(newname) && (r = policy_create_check(req, ndir, newname)))
+		; /* refused */
 	else if (renameat2(dir->in_fd, name, ndir->in_fd, newname, flags))
 		r = -errno;
+	if (!r && (is_policy_name(name) || is_policy_name(newname)))
+		policy_event(req, "policy-rename", ndir, newname, r);
 	if (!r) {
 		renamed(ndir, newname);
 		if (flags & RENAME_EXCHANGE)
@@ -471,21 +557,43 @@ static int open_flags(int flags)
 	return f | (flags & (O_SYNC | O_DSYNC | O_NOATIME)) | O_CLOEXEC;
 }
 
-/* Finish opening @fd on @in: attach, honour O_TRUNC, check the policy. */
-static int open_finish(struct vmc_inode *in, int fd, int flags, struct fuse_file_info *fi)
+/*
+ * Finish opening @fd on @in for the caller of @req: refuse while a
+ * conversion owns the VM, check privileges (the plaintext of an encrypted
+ * file needs Cryptographer.Access, and so does writing a new file that will
+ * be encrypted; changing a policy file needs ManageEncryptionPolicy), attach
+ * the keys, honour O_TRUNC, refuse plaintext where the policy encrypts.
+ */
+static int open_finish(fuse_req_t req, struct vmc_inode *in, int fd, int flags,
+		       struct fuse_file_info *fi, bool created)
 {
+	uid_t uid = fuse_req_ctx(req)->uid;
+	bool writing = (flags & O_ACCMODE) != O_RDONLY, enc;
 	struct vmc_handle *h;
-	bool writing = (flags & O_ACCMODE) != O_RDONLY;
 	int r;
 
+	if (vmc_vm_busy(in))
+		return -EBUSY; /* vmcryptfs-ctl is converting this VM */
+	if (!created && (writing || (flags & O_TRUNC)) && is_policy_file(in)) {
+		r = mount_require(req, VMC_PRIV_MANAGE_POLICY, "policy-change", in, NULL);
+		if (r)
+			return r;
+	}
 	pthread_mutex_lock(&in->in_lock);
 	r = vmc_crypt_attach(in, fd);
 	if (r) {
 		pthread_mutex_unlock(&in->in_lock);
 		return r;
 	}
-	if (flags & O_TRUNC)
-		r = truncate_locked(in, fd, 0);
+	if (atomic_load(&in->in_enc) == VMC_ENC_CRYPT) {
+		r = mount_require(req, VMC_PRIV_ACCESS, "open", in, NULL);
+	} else if (writing && atomic_load(&in->in_undecided)) {
+		r = vmc_vm_would_encrypt(in, &enc);
+		if (!r && enc)
+			r = mount_require(req, VMC_PRIV_ACCESS, "open", in, NULL);
+	}
+	if (!r && (flags & O_TRUNC))
+		r = truncate_locked(in, fd, 0, uid);
 	if (!r && writing && atomic_load(&in->in_enc) == VMC_ENC_CLEAR &&
 	    !atomic_load(&in->in_undecided))
 		r = vmc_vm_check_clear_write(in, fd);
@@ -497,12 +605,24 @@ static int open_finish(struct vmc_inode *in, int fd, int flags, struct fuse_file
 		pthread_mutex_unlock(&in->in_lock);
 		return r;
 	}
+	atomic_fetch_add(&in->in_opens, 1);
 	pthread_mutex_unlock(&in->in_lock);
 	h->fh_fd = fd;
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->direct_io = (flags & O_DIRECT) != 0;
 	fi->keep_cache = 0;
 	return 0;
+}
+
+/* Undo open_finish when the opener went away before the reply. */
+static void open_undo(struct vmc_inode *in, int fd, struct fuse_file_info *fi)
+{
+	pthread_mutex_lock(&in->in_lock);
+	atomic_fetch_sub(&in->in_opens, 1);
+	vmc_crypt_detach(in);
+	pthread_mutex_unlock(&in->in_lock);
+	close(fd);
+	free(handle_of(fi));
 }
 
 static void vmc_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -521,20 +641,14 @@ static void vmc_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		fuse_reply_err(req, -fd);
 		return;
 	}
-	r = open_finish(in, fd, fi->flags, fi);
+	r = open_finish(req, in, fd, fi->flags, fi, false);
 	if (r) {
 		close(fd);
 		fuse_reply_err(req, -r);
 		return;
 	}
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		/* The opener was interrupted: undo. */
-		pthread_mutex_lock(&in->in_lock);
-		vmc_crypt_detach(in);
-		pthread_mutex_unlock(&in->in_lock);
-		close(fd);
-		free(handle_of(fi));
-	}
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		open_undo(in, fd, fi); /* the opener was interrupted */
 }
 
 static void vmc_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -548,6 +662,13 @@ static void vmc_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 		fuse_reply_err(req, EPERM);
 		return;
 	}
+	if (is_policy_name(name)) {
+		r = policy_create_check(req, dir, name);
+		if (r) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+	}
 	fd = openat(dir->in_fd, name,
 		    open_flags(fi->flags) | O_CREAT | (fi->flags & O_EXCL) | O_NOFOLLOW,
 		    mode & 07777);
@@ -560,22 +681,19 @@ static void vmc_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 		r = do_lookup(dir, name, &e);
 	if (!r) {
 		in = vmc_inode_of(e.ino);
-		r = open_finish(in, fd, fi->flags, fi);
+		r = open_finish(req, in, fd, fi->flags, fi, true);
 		if (r)
 			vmc_inode_forget(in, 1);
 	}
+	if (is_policy_name(name))
+		policy_event(req, "policy-create", dir, name, r);
 	if (r) {
 		close(fd);
 		fuse_reply_err(req, -r);
 		return;
 	}
-	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-		pthread_mutex_lock(&in->in_lock);
-		vmc_crypt_detach(in);
-		pthread_mutex_unlock(&in->in_lock);
-		close(fd);
-		free(handle_of(fi));
-	}
+	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+		open_undo(in, fd, fi);
 }
 
 static void vmc_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -614,7 +732,8 @@ static void vmc_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 }
 
-static ssize_t do_write(struct vmc_inode *in, int fd, const char *buf, size_t size, off_t off)
+static ssize_t do_write(struct vmc_inode *in, int fd, const char *buf, size_t size, off_t off,
+			uid_t uid)
 {
 	for (;;) {
 		struct vmc_rl_req rq;
@@ -642,7 +761,7 @@ static ssize_t do_write(struct vmc_inode *in, int fd, const char *buf, size_t si
 			}
 			vmc_rl_unlock(&in->in_rl, &rq);
 			pthread_mutex_lock(&in->in_lock);
-			r = first_data(in, fd, off == 0 ? buf : NULL, size);
+			r = first_data(in, fd, off == 0 ? buf : NULL, size, uid);
 			pthread_mutex_unlock(&in->in_lock);
 			if (r)
 				return r;
@@ -656,7 +775,8 @@ static ssize_t do_write(struct vmc_inode *in, int fd, const char *buf, size_t si
 static void vmc_ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 			 off_t off, struct fuse_file_info *fi)
 {
-	ssize_t n = do_write(vmc_inode_of(ino), handle_of(fi)->fh_fd, buf, size, off);
+	ssize_t n = do_write(vmc_inode_of(ino), handle_of(fi)->fh_fd, buf, size, off,
+			     fuse_req_ctx(req)->uid);
 
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
@@ -678,6 +798,7 @@ static void vmc_ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	struct vmc_handle *h = handle_of(fi);
 
 	pthread_mutex_lock(&in->in_lock);
+	atomic_fetch_sub(&in->in_opens, 1);
 	vmc_crypt_detach(in);
 	pthread_mutex_unlock(&in->in_lock);
 	close(h->fh_fd);
@@ -693,7 +814,7 @@ static void vmc_ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fu
 	fuse_reply_err(req, r ? errno : 0);
 }
 
-static int do_fallocate(struct vmc_inode *in, int fd, int mode, off_t off, off_t len)
+static int do_fallocate(struct vmc_inode *in, int fd, int mode, off_t off, off_t len, uid_t uid)
 {
 	for (;;) {
 		struct vmc_rl_req rq;
@@ -708,7 +829,7 @@ static int do_fallocate(struct vmc_inode *in, int fd, int mode, off_t off, off_t
 		case VMC_ENC_CLEAR:
 			if (atomic_load(&in->in_undecided) && !(mode & FALLOC_FL_KEEP_SIZE)) {
 				pthread_mutex_lock(&in->in_lock);
-				r = first_data(in, fd, NULL, 0);
+				r = first_data(in, fd, NULL, 0, uid);
 				pthread_mutex_unlock(&in->in_lock);
 				if (r)
 					return r;
@@ -734,7 +855,8 @@ static int do_fallocate(struct vmc_inode *in, int fd, int mode, off_t off, off_t
 static void vmc_ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			     struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, -do_fallocate(vmc_inode_of(ino), handle_of(fi)->fh_fd, mode, off, len));
+	fuse_reply_err(req, -do_fallocate(vmc_inode_of(ino), handle_of(fi)->fh_fd, mode, off, len,
+					  fuse_req_ctx(req)->uid));
 }
 
 static void vmc_ll_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
@@ -923,6 +1045,10 @@ static void vmc_ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, co
 {
 	char path[64];
 
+	if (ino == FUSE_ROOT_ID && !strcmp(name, VMC_CTL_XATTR)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
 	proc_path(vmc_inode_of(ino), path, sizeof(path));
 	fuse_reply_err(req, setxattr(path, name, value, size, flags) ? errno : 0);
 }
@@ -953,6 +1079,19 @@ static void reply_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 
 static void vmc_ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+	/* The mount root tells vmcryptfs-ctl where the control socket is. */
+	if (ino == FUSE_ROOT_ID && !strcmp(name, VMC_CTL_XATTR)) {
+		const char *p = vmc_ctl_path();
+		size_t len = strlen(p);
+
+		if (!size)
+			fuse_reply_xattr(req, len);
+		else if (size < len)
+			fuse_reply_err(req, ERANGE);
+		else
+			fuse_reply_buf(req, p, len);
+		return;
+	}
 	reply_xattr(req, ino, name, size);
 }
 

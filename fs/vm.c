@@ -19,8 +19,10 @@
 #include "vmc_crypto.h"
 #include "vmc_log.h"
 #include "vmc_vmstate.h"
+#include "audit.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -40,25 +42,21 @@ struct vm_ctx {
 	char err[512];
 };
 
-/* Read and parse the policy file in directory @d. */
-static int policy_load(struct vmc_inode *d, int fd, struct vm_ctx *ctx)
+/* Read and parse the policy file open as @fd; @where names it in messages. */
+static int policy_read(int fd, const char *where, struct vmc_vm_policy *pol, char *err,
+		       size_t errlen)
 {
-	char where[512], *text;
 	struct stat st;
+	char *text;
 	ssize_t n;
 	int r;
 
-	vmc_inode_path(d, where, sizeof(where));
-	if (strlen(where) + sizeof("/" VMC_FMT_POLICY_NAME) < sizeof(where))
-		strcat(where, strcmp(where, ".") ? "/" VMC_FMT_POLICY_NAME : "");
-	if (!strcmp(where, "."))
-		snprintf(where, sizeof(where), "%s", VMC_FMT_POLICY_NAME);
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		snprintf(ctx->err, sizeof(ctx->err), "%s: not a regular file", where);
+		snprintf(err, errlen, "%s: not a regular file", where);
 		return -EINVAL;
 	}
 	if (st.st_size > POLICY_MAX) {
-		snprintf(ctx->err, sizeof(ctx->err), "%s: larger than %d bytes", where, POLICY_MAX);
+		snprintf(err, errlen, "%s: larger than %d bytes", where, POLICY_MAX);
 		return -EFBIG;
 	}
 	text = malloc((size_t)st.st_size + 1);
@@ -67,18 +65,42 @@ static int policy_load(struct vmc_inode *d, int fd, struct vm_ctx *ctx)
 	n = pread(fd, text, (size_t)st.st_size, 0);
 	if (n < 0) {
 		r = -errno;
-		snprintf(ctx->err, sizeof(ctx->err), "%s: cannot read: %s", where, strerror(errno));
+		snprintf(err, errlen, "%s: cannot read: %s", where, strerror(errno));
 		free(text);
 		return r;
 	}
 	text[n] = '\0';
 	if (memchr(text, '\0', (size_t)n)) {
-		snprintf(ctx->err, sizeof(ctx->err), "%s: contains a NUL byte", where);
+		snprintf(err, errlen, "%s: contains a NUL byte", where);
 		free(text);
 		return -EINVAL;
 	}
-	r = vmc_policy_parse(text, where, vmcfs.fs_cfg, &ctx->pol, ctx->err, sizeof(ctx->err));
+	r = vmc_policy_parse(text, where, vmcfs.fs_cfg, pol, err, errlen);
 	free(text);
+	return r;
+}
+
+int vmc_vm_policy_at(int dirfd, const char *dir, struct vmc_vm_policy *pol, char *err,
+		     size_t errlen)
+{
+	char where[PATH_MAX];
+	int fd, r;
+
+	if (!strcmp(dir, "."))
+		snprintf(where, sizeof(where), "%s", VMC_FMT_POLICY_NAME);
+	else
+		snprintf(where, sizeof(where), "%s/%s", dir, VMC_FMT_POLICY_NAME);
+	fd = openat(dirfd, VMC_FMT_POLICY_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+		    O_NOCTTY);
+	if (fd < 0) {
+		r = -errno;
+		if (r != -ENOENT)
+			snprintf(err, errlen, "%s: cannot open: %s", where,
+				 errno == ELOOP ? "it is a symbolic link" : strerror(errno));
+		return r;
+	}
+	r = policy_read(fd, where, pol, err, errlen);
+	close(fd);
 	return r;
 }
 
@@ -92,23 +114,14 @@ static void vm_find(struct vmc_inode *d, struct vm_ctx *ctx)
 	vmc_inode_ref(cur);
 	while (cur && depth++ < VM_DEPTH_MAX) {
 		struct vmc_inode *up;
-		int fd = openat(cur->in_fd, VMC_FMT_POLICY_NAME,
-				O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+		char where[PATH_MAX];
+		int r;
 
-		if (fd >= 0 || errno != ENOENT) {
+		vmc_inode_path(cur, where, sizeof(where));
+		r = vmc_vm_policy_at(cur->in_fd, where, &ctx->pol, ctx->err, sizeof(ctx->err));
+		if (r != -ENOENT) {
 			ctx->dir = cur;
-			if (fd < 0) {
-				char where[512];
-
-				vmc_inode_path(cur, where, sizeof(where));
-				snprintf(ctx->err, sizeof(ctx->err), "%s/%s: cannot open: %s", where,
-					 VMC_FMT_POLICY_NAME,
-					 errno == ELOOP ? "it is a symbolic link" : strerror(errno));
-				ctx->policy_err = -EINVAL;
-			} else {
-				ctx->policy_err = policy_load(cur, fd, ctx);
-				close(fd);
-			}
+			ctx->policy_err = r;
 			return;
 		}
 		if (cur == &vmcfs.fs_root)
@@ -135,32 +148,39 @@ static void hex(const uint8_t *in, size_t len, char *out)
 }
 
 /*
- * The KEK that new files of the VM in @dir are wrapped under: from the VM key
- * record, created (with a new KEK from @provider) if the VM has none yet.
+ * The KEK that new files are wrapped under, from the key record @record of
+ * directory @dirfd (a VM's, or the datastore's): its current KEK, or during
+ * a shallow rekey the next one. With @create, a missing record is created
+ * with a new KEK from @provider. fs_vm_lock held.
  */
-static int vm_kek(struct vmc_inode *dir, const char *provider, struct vmc_kek **out,
-		  uint8_t vm_uuid[16])
+static int vm_kek_locked(int dirfd, const char *where, const char *record, const char *provider,
+			 bool create, uid_t uid, struct vmc_kek **out, uint8_t vm_uuid[16])
 {
+	bool is_ds = !strcmp(record, VMC_FMT_DATASTORE_NAME);
 	struct vmc_vmstate st;
+	struct vmc_kekref *ref;
 	struct vmc_kek *k = NULL;
-	char err[512], where[512], label[64], uuid[33];
+	char err[512], label[64], uuid[33];
 	uint8_t kcv[32];
 	int r;
 
-	vmc_inode_path(dir, where, sizeof(where));
-	pthread_mutex_lock(&vmcfs.fs_vm_lock);
-	r = vmc_vmstate_read(dir->in_fd, &st, err, sizeof(err));
-	if (r == -ENOENT) {
+	r = vmc_vmstate_read(dirfd, record, &st, err, sizeof(err));
+	if (r == -ENOENT && create) {
 		memset(&st, 0, sizeof(st));
 		r = vmc_random(st.vm_uuid, sizeof(st.vm_uuid));
 		if (r)
-			goto out;
+			return r;
 		hex(st.vm_uuid, 16, uuid);
-		snprintf(label, sizeof(label), "vmcryptfs-vm-%s", uuid);
+		snprintf(label, sizeof(label), "vmcryptfs-%s-%s", is_ds ? "ds" : "vm", uuid);
 		r = vmc_keyring_create(vmcfs.fs_keyring, provider, label, &k, err, sizeof(err));
 		if (r) {
-			vmc_err("VM %s: cannot create its key: %s", where, err);
-			goto out;
+			vmc_err("%s %s: cannot create its key: %s", is_ds ? "datastore" : "VM", where,
+				err);
+			vmc_audit(&(struct vmc_event){ .op = is_ds ? "encryption-mode" : "encrypt-new",
+						       .uid = uid, .vm = is_ds ? NULL : where,
+						       .provider = provider, .to = "encrypted",
+						       .result = r, .detail = err });
+			return r;
 		}
 		st.created = (uint64_t)time(NULL);
 		st.current.set = true;
@@ -169,41 +189,63 @@ static int vm_kek(struct vmc_inode *dir, const char *provider, struct vmc_kek **
 		r = vmc_vmstate_key_check(k->kek_check_key, st.vm_uuid, provider, k->kek_id,
 					  st.current.key_check);
 		if (!r)
-			r = vmc_vmstate_write(dir->in_fd, &st);
+			r = vmc_vmstate_write(dirfd, record, &st);
+		vmc_audit(&(struct vmc_event){ .op = is_ds ? "encryption-mode" : "encrypt-new",
+					       .uid = uid, .vm = is_ds ? NULL : where,
+					       .provider = provider, .key_to = k->kek_id,
+					       .from = is_ds ? "off" : "none",
+					       .to = is_ds ? "on" : "encrypted", .result = r });
 		if (r) {
-			vmc_err("VM %s: cannot write %s: %s", where, VMC_FMT_STATE_NAME, strerror(-r));
-			goto out;
+			vmc_err("%s: cannot write %s: %s", where, record, strerror(-r));
+			vmc_kek_put(k);
+			return r;
 		}
-		vmc_notice("VM %s: encrypted with key %s from provider \"%s\"", where, k->kek_id,
-			   provider);
+		vmc_notice("%s %s: encrypted with key %s from provider \"%s\"",
+			   is_ds ? "datastore" : "VM", where, k->kek_id, provider);
 	} else if (r) {
-		vmc_err("VM %s: %s", where, err);
-		r = -EIO;
-		goto out;
+		if (r != -ENOENT)
+			vmc_err("%s: %s", where, err);
+		return r == -ENOENT ? r : -EIO;
 	} else {
-		r = vmc_keyring_get(vmcfs.fs_keyring, st.current.provider, st.current.kek_id, &k, err,
+		ref = st.state == VMC_FMT_VMSTATE_REKEY ? &st.next : &st.current;
+		r = vmc_keyring_get(vmcfs.fs_keyring, ref->provider, ref->kek_id, &k, err,
 				    sizeof(err));
 		if (r) {
 			vmc_warn("VM %s: locked: %s", where, err);
-			r = -ENOKEY;
-			goto out;
+			return -ENOKEY;
 		}
-		r = vmc_vmstate_key_check(k->kek_check_key, st.vm_uuid, st.current.provider,
-					  st.current.kek_id, kcv);
-		if (!r && !vmc_memeq(kcv, st.current.key_check, sizeof(kcv))) {
-			vmc_err("VM %s: provider \"%s\" returned a key for %s that does not match the "
-				"VM key record", where, st.current.provider, st.current.kek_id);
+		r = vmc_vmstate_key_check(k->kek_check_key, st.vm_uuid, ref->provider, ref->kek_id,
+					  kcv);
+		if (!r && !vmc_memeq(kcv, ref->key_check, sizeof(kcv))) {
+			vmc_err("%s: provider \"%s\" returned a key for %s that does not match the key "
+				"record", where, ref->provider, ref->kek_id);
 			r = -EKEYREJECTED;
 		}
-		if (r)
-			goto out;
+		if (r) {
+			vmc_kek_put(k);
+			return r;
+		}
 	}
 	memcpy(vm_uuid, st.vm_uuid, 16);
 	*out = k;
-	k = NULL;
-out:
+	return 0;
+}
+
+int vmc_vm_kek(int dirfd, const char *where, const char *record, const char *provider,
+	       bool create, uid_t uid, struct vmc_kek **out, uint8_t vm_uuid[16])
+{
+	struct vmc_kek *dk = NULL;
+	uint8_t ds_uuid[16];
+	int r;
+
+	pthread_mutex_lock(&vmcfs.fs_vm_lock);
+	r = vm_kek_locked(dirfd, where, record, provider, create, uid, out, vm_uuid);
+	/* The first encrypted VM turns on the datastore's encryption mode. */
+	if (!r && create && strcmp(record, VMC_FMT_DATASTORE_NAME) &&
+	    vm_kek_locked(vmcfs.fs_root.in_fd, ".", VMC_FMT_DATASTORE_NAME, provider, true, uid,
+			  &dk, ds_uuid) == 0)
+		vmc_kek_put(dk);
 	pthread_mutex_unlock(&vmcfs.fs_vm_lock);
-	vmc_kek_put(k);
 	return r;
 }
 
@@ -245,10 +287,11 @@ static int vm_decide(struct vmc_inode *in, const void *first, size_t firstlen, b
 	return 0;
 }
 
-int vmc_vm_classify_new(struct vmc_inode *in, const void *first, size_t firstlen,
+int vmc_vm_classify_new(struct vmc_inode *in, const void *first, size_t firstlen, uid_t uid,
 			bool *encrypt, struct vmc_hdr *hdr, uint8_t *dek)
 {
-	struct vm_ctx ctx;
+	char where[PATH_MAX];
+	struct vm_ctx ctx = { 0 };
 	struct vmc_kek *kek = NULL;
 	enum vmc_class cls;
 	uint8_t vm_uuid[16];
@@ -261,10 +304,25 @@ int vmc_vm_classify_new(struct vmc_inode *in, const void *first, size_t firstlen
 		vmc_err("cannot classify a file whose name is unknown; refusing to write it");
 		return -EIO;
 	}
-	if (r || !enc)
+	if (r)
 		return r;
-	r = vm_kek(ctx.dir, vmc_config_policy(vmcfs.fs_cfg, ctx.pol.policy)->provider, &kek,
-		   vm_uuid);
+	if (!enc && cls == VMC_CLASS_COREDUMP && !ctx.dir) {
+		/* A core dump outside any VM: encrypted while encryption mode is on. */
+		r = vmc_vm_kek(vmcfs.fs_root.in_fd, ".", VMC_FMT_DATASTORE_NAME, NULL, false, uid,
+			       &kek, vm_uuid);
+		if (r == -ENOENT)
+			return 0; /* encryption mode is off */
+		if (r)
+			return r;
+		goto seal;
+	}
+	if (!enc)
+		return 0;
+	vmc_inode_path(ctx.dir, where, sizeof(where));
+	r = vmc_vm_kek(ctx.dir->in_fd, where, VMC_FMT_STATE_NAME,
+		       vmc_config_policy(vmcfs.fs_cfg, ctx.pol.policy)->provider, true, uid, &kek,
+		       vm_uuid);
+seal:
 	if (!r)
 		r = vmc_dek_generate(dek);
 	if (!r)
@@ -350,4 +408,148 @@ int vmc_vm_unwrap(struct vmc_inode *in, const struct vmc_hdr *hdr, uint8_t *dek)
 		 vmc_kp_error_transient(first_r) ? "key provider unreachable" : "key unavailable",
 		 first_err);
 	return -ENOKEY;
+}
+
+/* --- VMs under conversion ------------------------------------------------- */
+
+#define BUSY_MAX 64
+
+static pthread_mutex_t busy_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	dev_t dev;
+	ino_t ino;
+} busy[BUSY_MAX];                /* busy_lock */
+static atomic_int nbusy;         /* written under busy_lock */
+
+int vmc_vm_busy_set(dev_t dev, ino_t ino, bool on)
+{
+	int r = 0, n;
+
+	pthread_mutex_lock(&busy_lock);
+	n = atomic_load(&nbusy);
+	for (int i = 0; i < n; i++)
+		if (busy[i].dev == dev && busy[i].ino == ino) {
+			if (on) {
+				r = -EBUSY; /* another operation holds it */
+			} else {
+				busy[i] = busy[n - 1];
+				atomic_store(&nbusy, n - 1);
+			}
+			goto out;
+		}
+	if (on) {
+		if (n == BUSY_MAX) {
+			r = -EAGAIN;
+		} else {
+			busy[n].dev = dev;
+			busy[n].ino = ino;
+			atomic_store(&nbusy, n + 1);
+		}
+	}
+out:
+	pthread_mutex_unlock(&busy_lock);
+	return r;
+}
+
+bool vmc_vm_busy(struct vmc_inode *in)
+{
+	struct vmc_inode *cur;
+	bool hit = false;
+
+	if (atomic_load(&nbusy) == 0)
+		return false; /* the common case: no conversion anywhere */
+	cur = vmc_inode_parent(in);
+	for (int depth = 0; cur && depth < VM_DEPTH_MAX && !hit; depth++) {
+		struct vmc_inode *up;
+
+		pthread_mutex_lock(&busy_lock);
+		for (int i = 0; i < atomic_load(&nbusy); i++)
+			if (busy[i].dev == cur->in_dev && busy[i].ino == cur->in_ino)
+				hit = true;
+		pthread_mutex_unlock(&busy_lock);
+		up = cur == &vmcfs.fs_root ? NULL : vmc_inode_parent(cur);
+		vmc_inode_unref(cur);
+		cur = up;
+	}
+	if (cur)
+		vmc_inode_unref(cur);
+	return hit;
+}
+
+/* --- enumerating VMs -------------------------------------------------------- */
+
+static int foreach_dir(int dirfd, char *rel, size_t relcap, int depth,
+		       int (*cb)(void *arg, int dirfd, const char *rel), void *arg)
+{
+	struct dirent *de;
+	size_t rlen = strlen(rel);
+	DIR *dp;
+	int fd, r = 0;
+
+	if (!faccessat(dirfd, VMC_FMT_POLICY_NAME, F_OK, AT_SYMLINK_NOFOLLOW) ||
+	    !faccessat(dirfd, VMC_FMT_STATE_NAME, F_OK, AT_SYMLINK_NOFOLLOW)) {
+		r = cb(arg, dirfd, rel);
+		if (r)
+			return r;
+	}
+	if (depth >= 8)
+		return 0;
+	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	dp = fdopendir(fd);
+	if (!dp) {
+		close(fd);
+		return 0;
+	}
+	while (!r && (de = readdir(dp))) {
+		int sub;
+
+		if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+			continue;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    vmc_name_reserved(de->d_name))
+			continue;
+		sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0)
+			continue; /* not a directory, or a symlink: not followed */
+		if (strcmp(rel, "."))
+			snprintf(rel + rlen, relcap - rlen, "/%s", de->d_name);
+		else
+			snprintf(rel, relcap, "%s", de->d_name);
+		r = foreach_dir(sub, rel, relcap, depth + 1, cb, arg);
+		rel[rlen] = '\0';
+		if (!rlen || !strcmp(rel, ""))
+			snprintf(rel, relcap, ".");
+		close(sub);
+	}
+	closedir(dp);
+	return r;
+}
+
+int vmc_vm_foreach(int (*cb)(void *arg, int dirfd, const char *rel), void *arg)
+{
+	char rel[PATH_MAX] = ".";
+	int fd = openat(vmcfs.fs_root.in_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -errno;
+	r = foreach_dir(fd, rel, sizeof(rel), 0, cb, arg);
+	close(fd);
+	return r;
+}
+
+int vmc_vm_would_encrypt(struct vmc_inode *in, bool *encrypt)
+{
+	enum vmc_class cls;
+	struct vm_ctx ctx;
+	int r = vm_decide(in, NULL, 0, encrypt, &cls, &ctx);
+
+	if (r == -ENOENT) {
+		*encrypt = false;
+		return 0;
+	}
+	if (!r && *encrypt)
+		vm_ctx_done(&ctx);
+	return r;
 }

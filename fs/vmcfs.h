@@ -87,6 +87,7 @@ struct vmc_inode {
 	int in_crypt_users;           /* in_lock: open handles and operations in progress */
 	_Atomic uint64_t in_size;     /* logical size while in_crypt is loaded */
 	struct vmc_rangelock in_rl;   /* data-unit range lock */
+	atomic_int in_opens;          /* open handles (for status and conversions) */
 };
 
 /* An open file. */
@@ -115,6 +116,8 @@ struct vmcfs {
 	bool fs_writeback;
 	bool fs_is_root;               /* running as root: chown new objects */
 	bool fs_debug;
+	struct fuse_session *fs_se;    /* for kernel cache invalidations */
+	char *fs_mountpoint;
 };
 
 extern struct vmcfs vmcfs;
@@ -145,6 +148,10 @@ int vmc_reopen(struct vmc_inode *in, int flags);
 /* Turn a backing stat into what the mount shows. */
 int vmc_inode_stat(struct vmc_inode *in, struct stat *st);
 bool vmc_name_reserved(const char *name);
+/* Open handles on files below directory (dev, ino); 0 when none. */
+int vmc_inode_open_under(dev_t dev, ino_t ino);
+/* The inode of (dev, ino) if the table has it, with a reference; else NULL. */
+struct vmc_inode *vmc_inode_find(dev_t dev, ino_t ino);
 /* "dir/sub/name" relative to the backing directory, for messages. */
 void vmc_inode_path(struct vmc_inode *in, char *buf, size_t len);
 /* The remembered parent directory of @in with a reference, or NULL. */
@@ -177,8 +184,25 @@ void vmc_io_thread_fini(void);
  * are the first bytes to be written at offset 0 (NULL when the first data
  * is not at offset 0). Fails with -EIO when the VM's policy is unusable.
  */
-int vmc_vm_classify_new(struct vmc_inode *in, const void *first, size_t firstlen,
+int vmc_vm_classify_new(struct vmc_inode *in, const void *first, size_t firstlen, uid_t uid,
 			bool *encrypt, struct vmc_hdr *hdr, uint8_t *dek);
+/*
+ * The KEK for new files of the directory @dirfd under its key record
+ * @record (VMC_FMT_STATE_NAME, or VMC_FMT_DATASTORE_NAME at the root): the
+ * current one, or the next one during a shallow rekey. With @create a
+ * missing record is made with a new KEK from @provider (and the datastore's
+ * encryption mode turned on). -ENOENT when there is no record.
+ */
+int vmc_vm_kek(int dirfd, const char *where, const char *record, const char *provider,
+	       bool create, uid_t uid, struct vmc_kek **out, uint8_t vm_uuid[16]);
+/* Read and parse the policy file of directory @dirfd (@dir names it). */
+int vmc_vm_policy_at(int dirfd, const char *dir, struct vmc_vm_policy *pol, char *err,
+		     size_t errlen);
+/* A conversion owns the VM directory (dev, ino): opens below it get EBUSY. */
+int vmc_vm_busy_set(dev_t dev, ino_t ino, bool on);
+bool vmc_vm_busy(struct vmc_inode *in);
+/* Call @cb for every directory holding a policy file or a VM key record. */
+int vmc_vm_foreach(int (*cb)(void *arg, int dirfd, const char *rel), void *arg);
 /*
  * Check that writing cleartext into the non-empty cleartext file @in (open
  * as @fd) is allowed: -EIO when the file's VM has an unusable policy and the
@@ -187,6 +211,8 @@ int vmc_vm_classify_new(struct vmc_inode *in, const void *first, size_t firstlen
  * for; such files are converted by vmcryptfs-ctl).
  */
 int vmc_vm_check_clear_write(struct vmc_inode *in, int fd);
+/* What the policy says of @in's data (see vm.c); exported for open(). */
+int vmc_vm_would_encrypt(struct vmc_inode *in, bool *encrypt);
 /* Unwrap the DEK of header @hdr into @dek (secret memory). */
 int vmc_vm_unwrap(struct vmc_inode *in, const struct vmc_hdr *hdr, uint8_t *dek);
 

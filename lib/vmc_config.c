@@ -7,6 +7,7 @@
 #include "vmc_format.h"
 #include "vmc_log.h"
 #include "vmc_paths.h"
+#include "vmc_priv.h"
 
 #include <confuse.h>
 #include <ctype.h>
@@ -221,6 +222,150 @@ static void param_add(struct vmc_provider_conf *p, const char *name, const char 
 	p->nparams++;
 }
 
+static char *dup_opt(cfg_t *sec, const char *name)
+{
+	const char *v = cfg_size(sec, name) ? cfg_getstr(sec, name) : NULL;
+
+	return v ? strdup(v) : NULL;
+}
+
+/* The control and audit sections. */
+static int control_build(cfg_t *root, struct vmc_config *c, char *err, size_t errlen)
+{
+	cfg_t *ctl = cfg_getsec(root, "control"), *aud = cfg_getsec(root, "audit");
+
+	if (ctl) {
+		c->ctl_socket = dup_opt(ctl, "socket");
+		c->ctl_group = dup_opt(ctl, "socket-group");
+		if (c->ctl_socket && c->ctl_socket[0] != '/') {
+			snprintf(err, errlen, "%s:%d: control: socket \"%s\" must be an absolute path",
+				 c->source, ctl->line, c->ctl_socket);
+			return -EINVAL;
+		}
+	}
+	c->audit_log = strdup(aud ? cfg_getstr(aud, "log") : VMC_AUDIT_LOG_DEFAULT);
+	if (!c->audit_log)
+		return -ENOMEM;
+	if (c->audit_log[0] && c->audit_log[0] != '/') {
+		snprintf(err, errlen, "%s:%d: audit: log \"%s\" must be an absolute path (or \"\" "
+			 "for none)", c->source, aud ? aud->line : 0, c->audit_log);
+		return -EINVAL;
+	}
+	c->audit_syslog = aud ? cfg_getbool(aud, "syslog") : true;
+	if (aud && cfg_size(aud, "remote") > VMC_AUDIT_REMOTE_MAX) {
+		snprintf(err, errlen, "%s:%d: audit: at most %d remote syslog targets", c->source,
+			 aud->line, VMC_AUDIT_REMOTE_MAX);
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; aud && i < cfg_size(aud, "remote"); i++) {
+		const char *u = cfg_getnstr(aud, "remote", i);
+
+		if (strncmp(u, "udp://", 6) && strncmp(u, "tcp://", 6)) {
+			snprintf(err, errlen, "%s:%d: audit: remote \"%s\" is not udp://HOST:PORT or "
+				 "tcp://HOST:PORT", c->source, aud->line, u);
+			return -EINVAL;
+		}
+		c->audit_remote[c->naudit_remote] = strdup(u);
+		if (!c->audit_remote[c->naudit_remote++])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+bool vmc_config_role(const struct vmc_config *cfg, const char *name, uint32_t *privs)
+{
+	if (!strcmp(name, "Administrator")) {
+		*privs = VMC_ROLE_ADMINISTRATOR;
+		return true;
+	}
+	if (!strcmp(name, "NoCryptoAdmin")) {
+		*privs = VMC_ROLE_NO_CRYPTO_ADMIN;
+		return true;
+	}
+	for (size_t i = 0; i < cfg->nroles; i++)
+		if (!strcmp(cfg->roles[i].name, name)) {
+			*privs = cfg->roles[i].privs;
+			return true;
+		}
+	return false;
+}
+
+/* Custom roles and grants. */
+static int roles_build(cfg_t *root, struct vmc_config *c, char *err, size_t errlen)
+{
+	unsigned int n = cfg_size(root, "role");
+
+	c->roles = calloc(n ? n : 1, sizeof(*c->roles));
+	if (!c->roles)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < n; i++) {
+		cfg_t *sec = cfg_getnsec(root, "role", i);
+		struct vmc_role_conf *role = &c->roles[c->nroles++];
+
+		role->name = strdup(cfg_title(sec));
+		if (!role->name)
+			return -ENOMEM;
+		if (!strcmp(role->name, "Administrator") || !strcmp(role->name, "NoCryptoAdmin") ||
+		    !name_ok(role->name, VMC_NAME_MAX)) {
+			snprintf(err, errlen, "%s:%d: role \"%s\": %s", c->source, sec->line,
+				 role->name, name_ok(role->name, VMC_NAME_MAX) ?
+				 "the predefined roles cannot be redefined" :
+				 "a name is 1-63 letters, digits, '.', '_' or '-'");
+			return -EINVAL;
+		}
+		for (unsigned int j = 0; j < cfg_size(sec, "privileges"); j++) {
+			const char *pn = cfg_getnstr(sec, "privileges", j);
+			uint32_t bit = vmc_priv_from_name(pn);
+
+			if (!bit) {
+				snprintf(err, errlen, "%s:%d: role \"%s\": unknown privilege \"%s\"",
+					 c->source, sec->line, role->name, pn);
+				return -EINVAL;
+			}
+			role->privs |= bit;
+		}
+	}
+	n = cfg_size(root, "grant");
+	c->grants = calloc(n ? n : 1, sizeof(*c->grants));
+	if (!c->grants)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < n; i++) {
+		cfg_t *sec = cfg_getnsec(root, "grant", i);
+		struct vmc_grant_conf *g = &c->grants[c->ngrants++];
+		bool user = cfg_size(sec, "user"), group = cfg_size(sec, "group");
+		char *end;
+
+		if (user == group) {
+			snprintf(err, errlen, "%s:%d: grant: give exactly one of \"user\" and "
+				 "\"group\"", c->source, sec->line);
+			return -EINVAL;
+		}
+		g->is_group = group;
+		g->who = strdup(cfg_getstr(sec, group ? "group" : "user"));
+		if (!g->who)
+			return -ENOMEM;
+		g->id = (unsigned int)strtoul(g->who, &end, 10);
+		g->id_set = g->who[0] && !*end;
+		if (!cfg_size(sec, "roles")) {
+			snprintf(err, errlen, "%s:%d: grant to %s: \"roles\" is required", c->source,
+				 sec->line, g->who);
+			return -EINVAL;
+		}
+		for (unsigned int j = 0; j < cfg_size(sec, "roles"); j++) {
+			const char *rn = cfg_getnstr(sec, "roles", j);
+			uint32_t privs;
+
+			if (!vmc_config_role(c, rn, &privs)) {
+				snprintf(err, errlen, "%s:%d: grant to %s: unknown role \"%s\"",
+					 c->source, sec->line, g->who, rn);
+				return -EINVAL;
+			}
+			g->privs |= privs;
+		}
+	}
+	return 0;
+}
+
 /* Move a parsed libconfuse tree into struct vmc_config. */
 static int config_build(cfg_t *root, struct vmc_config *c, char *err, size_t errlen)
 {
@@ -322,7 +467,10 @@ static int config_build(cfg_t *root, struct vmc_config *c, char *err, size_t err
 			return -EINVAL;
 		}
 	}
-	return 0;
+	r = control_build(root, c, err, errlen);
+	if (!r)
+		r = roles_build(root, c, err, errlen);
+	return r;
 }
 
 int vmc_config_parse(const char *text, const char *name, struct vmc_config **out, char *err,
@@ -342,8 +490,33 @@ int vmc_config_parse(const char *text, const char *name, struct vmc_config **out
 		CFG_STR("class", NULL, CFGF_NODEFAULT),
 		CFG_END(),
 	};
+	cfg_opt_t control_opts[] = {
+		CFG_STR("socket", NULL, CFGF_NODEFAULT),
+		CFG_STR("socket-group", NULL, CFGF_NODEFAULT),
+		CFG_END(),
+	};
+	cfg_opt_t audit_opts[] = {
+		CFG_STR("log", VMC_AUDIT_LOG_DEFAULT, CFGF_NONE),
+		CFG_BOOL("syslog", cfg_true, CFGF_NONE),
+		CFG_STR_LIST("remote", NULL, CFGF_NODEFAULT),
+		CFG_END(),
+	};
+	cfg_opt_t role_opts[] = {
+		CFG_STR_LIST("privileges", NULL, CFGF_NODEFAULT),
+		CFG_END(),
+	};
+	cfg_opt_t grant_opts[] = {
+		CFG_STR("user", NULL, CFGF_NODEFAULT),
+		CFG_STR("group", NULL, CFGF_NODEFAULT),
+		CFG_STR_LIST("roles", NULL, CFGF_NODEFAULT),
+		CFG_END(),
+	};
 	cfg_opt_t opts[] = {
 		CFG_STR("log-level", NULL, CFGF_NODEFAULT),
+		CFG_SEC("control", control_opts, CFGF_NONE),
+		CFG_SEC("audit", audit_opts, CFGF_NONE),
+		CFG_SEC("role", role_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		CFG_SEC("grant", grant_opts, CFGF_MULTI),
 		CFG_SEC("key-provider", provider_opts,
 			CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES | CFGF_KEYSTRVAL),
 		CFG_SEC("policy", policy_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
@@ -470,6 +643,17 @@ void vmc_config_free(struct vmc_config *c)
 	}
 	for (size_t i = 0; i < c->nrules; i++)
 		free(c->rules[i].pattern);
+	for (size_t i = 0; i < c->nroles; i++)
+		free(c->roles[i].name);
+	for (size_t i = 0; i < c->ngrants; i++)
+		free(c->grants[i].who);
+	for (size_t i = 0; i < c->naudit_remote; i++)
+		free(c->audit_remote[i]);
+	free(c->roles);
+	free(c->grants);
+	free(c->ctl_socket);
+	free(c->ctl_group);
+	free(c->audit_log);
 	free(c->providers);
 	free(c->policies);
 	free(c->rules);

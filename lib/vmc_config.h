@@ -14,11 +14,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "vmc_class.h"
 #include "vmcryptfs_keyprov.h"
 
 #define VMC_NAME_MAX 64 /* provider and policy names: 1..63 bytes */
+#define VMC_AUDIT_LOG_DEFAULT "/var/log/vmcryptfs/audit.jsonl"
 
 struct vmc_provider_conf {
 	char *name;
@@ -38,9 +40,35 @@ struct vmc_class_rule {
 	enum vmc_class cls;
 };
 
+struct vmc_role_conf {
+	char *name;
+	uint32_t privs; /* enum vmc_priv bits */
+};
+
+/* A grant of roles to a user or a group, by name or by number. */
+struct vmc_grant_conf {
+	bool is_group;
+	char *who;
+	bool id_set; /* @who is numeric: @id */
+	unsigned int id;
+	uint32_t privs; /* union of the granted roles */
+};
+
+#define VMC_AUDIT_REMOTE_MAX 3
+
 struct vmc_config {
 	char *source; /* file name, or "(embedded default)" */
 	int log_level; /* -1 when not set */
+	char *ctl_socket;  /* control socket path, NULL: derived from the mountpoint */
+	char *ctl_group;   /* group allowed to connect (mode 0660), NULL: root only */
+	char *audit_log;   /* JSON-lines audit log, "" to disable */
+	bool audit_syslog; /* events to the local syslog too */
+	char *audit_remote[VMC_AUDIT_REMOTE_MAX]; /* "udp://host:port", "tcp://host:port" */
+	size_t naudit_remote;
+	struct vmc_role_conf *roles; /* custom roles (the predefined ones are built in) */
+	size_t nroles;
+	struct vmc_grant_conf *grants; /* none: root gets Administrator */
+	size_t ngrants;
 	struct vmc_provider_conf *providers;
 	size_t nproviders;
 	struct vmc_policy_conf *policies;
@@ -65,6 +93,8 @@ void vmc_config_free(struct vmc_config *cfg);
 const struct vmc_provider_conf *vmc_config_provider(const struct vmc_config *cfg,
 						    const char *name);
 const struct vmc_policy_conf *vmc_config_policy(const struct vmc_config *cfg, const char *name);
+/* Privileges of the role @name (predefined or custom); false if unknown. */
+bool vmc_config_role(const struct vmc_config *cfg, const char *name, uint32_t *privs);
 
 /* What a vmcrypt.policy file says. */
 struct vmc_vm_policy {

@@ -54,6 +54,12 @@
 /* Names in a VM directory. The state file is hidden from the mount. */
 #define VMC_FMT_POLICY_NAME "vmcrypt.policy"
 #define VMC_FMT_STATE_NAME ".vmcrypt.state"
+/* At the datastore root: a VM key record for the datastore itself. It exists
+ * while encryption mode is on; its KEK encrypts core dumps outside VMs. */
+#define VMC_FMT_DATASTORE_NAME ".vmcrypt.datastore"
+/* A conversion in progress in a VM directory (docs/FORMAT.md, "Journal"). */
+#define VMC_FMT_JOURNAL_NAME ".vmcrypt.journal"
+#define VMC_FMT_CONV_TMP_NAME ".vmcrypt.conv.tmp"
 #define VMC_FMT_RESERVED_PREFIX ".vmcrypt."
 
 /* HKDF info strings: one per purpose, never reused across purposes. */

@@ -69,7 +69,15 @@ struct kr_entry {
 	char id[VMC_FMT_KEKID_MAX];
 };
 
+/* An administratively locked KEK. */
+struct kr_lock {
+	struct kr_lock *next;
+	char provider[VMC_FMT_PROVIDER_MAX];
+	char id[VMC_FMT_KEKID_MAX];
+};
+
 struct vmc_keyring {
+	struct kr_lock *locks;   /* kr_lock */
 	struct kr_plugin *plugins;
 	struct kr_provider *providers;
 	size_t nproviders;
@@ -275,6 +283,12 @@ void vmc_keyring_free(struct vmc_keyring *kr)
 			entry_free(e);
 		}
 	}
+	while (kr->locks) {
+		struct kr_lock *l = kr->locks;
+
+		kr->locks = l->next;
+		free(l);
+	}
 	for (size_t i = kr->nproviders; i-- > 0;) {
 		struct kr_provider *p = &kr->providers[i];
 
@@ -427,6 +441,15 @@ static int call_provider(struct kr_provider *p, bool create, const char *arg, ch
 	return r;
 }
 
+/* kr_lock held. */
+static bool is_locked(struct vmc_keyring *kr, const char *provider, const char *id)
+{
+	for (struct kr_lock *l = kr->locks; l; l = l->next)
+		if (!strcmp(l->provider, provider) && !strcmp(l->id, id))
+			return true;
+	return false;
+}
+
 /* Drop the remembered failures of @p (all of its ids). */
 static void forget_failures(struct vmc_keyring *kr, struct kr_provider *p)
 {
@@ -497,6 +520,12 @@ int vmc_keyring_get(struct vmc_keyring *kr, const char *provider, const char *id
 		return -ENOKEY;
 	}
 	pthread_mutex_lock(&kr->kr_lock);
+	if (is_locked(kr, provider, id)) {
+		pthread_mutex_unlock(&kr->kr_lock);
+		snprintf(err, errlen, "key provider \"%s\", key %s: locked by an administrator "
+			 "(vmcryptfs-ctl unlock)", provider, id);
+		return -ENOKEY;
+	}
 	pp = entry_find(kr, provider, id);
 	if (*pp && (*pp)->kek) {
 		*out = vmc_kek_get((*pp)->kek);
@@ -587,4 +616,112 @@ void vmc_keyring_forget(struct vmc_keyring *kr, const char *provider, const char
 	pthread_mutex_unlock(&kr->kr_lock);
 	if (e)
 		entry_free(e);
+}
+
+void vmc_keyring_lock(struct vmc_keyring *kr, const char *provider, const char *id, bool lock)
+{
+	struct kr_lock **pp, *l;
+
+	pthread_mutex_lock(&kr->kr_lock);
+	for (pp = &kr->locks; *pp; pp = &(*pp)->next)
+		if (!strcmp((*pp)->provider, provider) && !strcmp((*pp)->id, id))
+			break;
+	if (lock && !*pp) {
+		l = calloc(1, sizeof(*l));
+		if (l) {
+			snprintf(l->provider, sizeof(l->provider), "%s", provider);
+			snprintf(l->id, sizeof(l->id), "%s", id);
+			l->next = kr->locks;
+			kr->locks = l;
+		}
+	} else if (!lock && *pp) {
+		l = *pp;
+		*pp = l->next;
+		free(l);
+	}
+	pthread_mutex_unlock(&kr->kr_lock);
+	vmc_keyring_forget(kr, provider, id); /* wipe it now, or retry afresh */
+}
+
+enum vmc_kek_state vmc_keyring_peek(struct vmc_keyring *kr, const char *provider, const char *id,
+				    char *msg, size_t msglen)
+{
+	enum vmc_kek_state st = VMC_KEK_UNKNOWN;
+	struct kr_entry **pp;
+
+	msg[0] = '\0';
+	pthread_mutex_lock(&kr->kr_lock);
+	if (is_locked(kr, provider, id)) {
+		st = VMC_KEK_LOCKED;
+	} else {
+		pp = entry_find(kr, provider, id);
+		if (*pp && (*pp)->kek) {
+			st = VMC_KEK_LOADED;
+		} else if (*pp) {
+			st = VMC_KEK_FAILED;
+			snprintf(msg, msglen, "%s", (*pp)->fail_msg);
+		}
+	}
+	pthread_mutex_unlock(&kr->kr_lock);
+	return st;
+}
+
+int vmc_keyring_provider_info(struct vmc_keyring *kr, const char *name, const char **type,
+			      const char **version, uint32_t *flags)
+{
+	struct kr_provider *p = provider_find(kr, name);
+
+	if (!p)
+		return -ENOENT;
+	*type = p->plugin->ops->type;
+	*version = p->plugin->ops->version ? p->plugin->ops->version : "?";
+	*flags = p->plugin->ops->flags;
+	return 0;
+}
+
+int vmc_keyring_test(struct vmc_keyring *kr, const char *name,
+		     void (*report)(void *arg, const char *line), void *arg, char *err,
+		     size_t errlen)
+{
+	struct kr_provider *p = provider_find(kr, name);
+	char perr[VMC_KP_ERR_MAX] = "";
+	bool serial;
+	int r;
+
+	if (!p) {
+		snprintf(err, errlen, "key provider \"%s\" is not configured", name);
+		return -ENOENT;
+	}
+	if (p->plugin->ops->struct_size < offsetof(struct vmc_kp_ops, test) + sizeof(void *) ||
+	    !p->plugin->ops->test) {
+		snprintf(err, errlen, "key provider \"%s\" has no health check", name);
+		return -EOPNOTSUPP;
+	}
+	serial = p->plugin->ops->flags & VMC_KP_F_SERIALIZE;
+	if (serial)
+		pthread_mutex_lock(&p->kp_serial);
+	r = p->plugin->ops->test(p->inst, report, arg, perr);
+	if (serial)
+		pthread_mutex_unlock(&p->kp_serial);
+	if (r)
+		snprintf(err, errlen, "%s", perr[0] ? perr : strerror(-r));
+	provider_health(kr, p, r, perr);
+	return r > 0 ? -EIO : r;
+}
+
+int vmc_keyring_health(struct vmc_keyring *kr, const char *name, char *msg, size_t msglen)
+{
+	struct kr_provider *p = provider_find(kr, name);
+	int r = 0;
+
+	msg[0] = '\0';
+	if (!p)
+		return -ENOENT;
+	pthread_mutex_lock(&kr->kr_lock);
+	if (p->kp_down_err) {
+		r = p->kp_down_err;
+		snprintf(msg, msglen, "%s", p->kp_down_msg);
+	}
+	pthread_mutex_unlock(&kr->kr_lock);
+	return r;
 }

@@ -63,6 +63,37 @@ int vmc_keyring_create(struct vmc_keyring *kr, const char *provider, const char 
 /* Drop a cached KEK (the next get asks the provider again). */
 void vmc_keyring_forget(struct vmc_keyring *kr, const char *provider, const char *id);
 
+/*
+ * Administrative lock: while locked, get() of this KEK fails with -ENOKEY
+ * ("locked by an administrator") without asking the provider, and the cached
+ * keys are dropped. Unlock lifts that; the next get fetches the KEK again.
+ */
+void vmc_keyring_lock(struct vmc_keyring *kr, const char *provider, const char *id, bool lock);
+
+enum vmc_kek_state {
+	VMC_KEK_UNKNOWN,   /* never asked for, or forgotten */
+	VMC_KEK_LOADED,    /* in memory */
+	VMC_KEK_FAILED,    /* the last attempt failed (reason in msg) */
+	VMC_KEK_LOCKED,    /* locked by an administrator */
+};
+/* What the keyring knows of a KEK, without contacting the provider. */
+enum vmc_kek_state vmc_keyring_peek(struct vmc_keyring *kr, const char *provider, const char *id,
+				    char *msg, size_t msglen);
+
+/*
+ * Whether provider @name was reachable at its last answer: 0, or the
+ * transient error (with a message) that marks it down, without contacting it.
+ */
+int vmc_keyring_health(struct vmc_keyring *kr, const char *name, char *msg, size_t msglen);
+
+/* Provider @name: its type, plugin version and flags; -ENOENT if unknown. */
+int vmc_keyring_provider_info(struct vmc_keyring *kr, const char *name, const char **type,
+			      const char **version, uint32_t *flags);
+/* Run the provider's health check; lines go to @report. -EOPNOTSUPP if none. */
+int vmc_keyring_test(struct vmc_keyring *kr, const char *name,
+		     void (*report)(void *arg, const char *line), void *arg, char *err,
+		     size_t errlen);
+
 /* Take / release a reference. */
 struct vmc_kek *vmc_kek_get(struct vmc_kek *k);
 void vmc_kek_put(struct vmc_kek *k);

@@ -14,7 +14,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define VMSTATE_TMP VMC_FMT_STATE_NAME ".tmp"
 
 static bool field_ok(const char *s, size_t size, size_t len)
 {
@@ -139,22 +138,23 @@ int vmc_vmstate_key_check(const uint8_t check_key[32], const uint8_t vm_uuid[16]
 	return vmc_hmac_sha256(check_key, 32, msg, sizeof(msg), out);
 }
 
-int vmc_vmstate_read(int dirfd, struct vmc_vmstate *s, char *err, size_t errlen)
+int vmc_vmstate_read(int dirfd, const char *name, struct vmc_vmstate *s, char *err,
+		     size_t errlen)
 {
 	struct vmc_fmt_vmstate buf;
 	struct stat st;
 	ssize_t n;
 	int fd, r;
 
-	fd = openat(dirfd, VMC_FMT_STATE_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		r = -errno;
 		if (r != -ENOENT)
-			snprintf(err, errlen, "cannot open %s: %s", VMC_FMT_STATE_NAME, strerror(errno));
+			snprintf(err, errlen, "cannot open %s: %s", name, strerror(errno));
 		return r;
 	}
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s is not a regular file", VMC_FMT_STATE_NAME);
+		snprintf(err, errlen, "%s is not a regular file", name);
 		close(fd);
 		return -EUCLEAN;
 	}
@@ -162,27 +162,30 @@ int vmc_vmstate_read(int dirfd, struct vmc_vmstate *s, char *err, size_t errlen)
 	r = n < 0 ? -errno : 0;
 	close(fd);
 	if (r) {
-		snprintf(err, errlen, "cannot read %s: %s", VMC_FMT_STATE_NAME, strerror(-r));
+		snprintf(err, errlen, "cannot read %s: %s", name, strerror(-r));
 		return r;
 	}
 	if (st.st_size != (off_t)sizeof(buf)) {
-		snprintf(err, errlen, "%s has %lld bytes, expected %zu", VMC_FMT_STATE_NAME,
+		snprintf(err, errlen, "%s has %lld bytes, expected %zu", name,
 			 (long long)st.st_size, sizeof(buf));
 		return -EUCLEAN;
 	}
 	return vmc_vmstate_parse(s, &buf, (size_t)n, err, errlen);
 }
 
-int vmc_vmstate_write(int dirfd, struct vmc_vmstate *s)
+int vmc_vmstate_write(int dirfd, const char *name, struct vmc_vmstate *s)
 {
 	struct vmc_fmt_vmstate buf;
+	char tmp[128];
 	int fd, r = 0;
 
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
 	s->seq++;
 	vmc_vmstate_encode(s, &buf);
-	if (unlinkat(dirfd, VMSTATE_TMP, 0) && errno != ENOENT)
+	if (unlinkat(dirfd, tmp, 0) && errno != ENOENT)
 		return -errno;
-	fd = openat(dirfd, VMSTATE_TMP, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		    0600);
 	if (fd < 0)
 		return -errno;
@@ -197,7 +200,7 @@ int vmc_vmstate_write(int dirfd, struct vmc_vmstate *s)
 	if (!r && fsync(fd))
 		r = -errno;
 	close(fd);
-	if (!r && renameat(dirfd, VMSTATE_TMP, dirfd, VMC_FMT_STATE_NAME))
+	if (!r && renameat(dirfd, tmp, dirfd, name))
 		r = -errno;
 	if (!r) {
 		/* dirfd may be an O_PATH descriptor, which cannot be synced. */
@@ -209,6 +212,6 @@ int vmc_vmstate_write(int dirfd, struct vmc_vmstate *s)
 			close(dfd);
 	}
 	if (r)
-		unlinkat(dirfd, VMSTATE_TMP, 0);
+		unlinkat(dirfd, tmp, 0);
 	return r;
 }

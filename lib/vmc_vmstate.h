@@ -46,9 +46,14 @@ void vmc_vmstate_encode(const struct vmc_vmstate *s, struct vmc_fmt_vmstate *out
 int vmc_vmstate_key_check(const uint8_t check_key[32], const uint8_t vm_uuid[16],
 			  const char *provider, const char *kek_id, uint8_t out[32]);
 
-/* Read the record of the VM directory @dirfd: 0, -ENOENT when there is none. */
-int vmc_vmstate_read(int dirfd, struct vmc_vmstate *s, char *err, size_t errlen);
+/*
+ * Read the record @name (VMC_FMT_STATE_NAME in a VM directory,
+ * VMC_FMT_DATASTORE_NAME at the datastore root) of directory @dirfd:
+ * 0, -ENOENT when there is none.
+ */
+int vmc_vmstate_read(int dirfd, const char *name, struct vmc_vmstate *s, char *err,
+		     size_t errlen);
 /* Replace it atomically (seq is incremented first). */
-int vmc_vmstate_write(int dirfd, struct vmc_vmstate *s);
+int vmc_vmstate_write(int dirfd, const char *name, struct vmc_vmstate *s);
 
 #endif
