@@ -1135,9 +1135,9 @@ static void test_vmstate_files(void)
 	ref_random(check_key, sizeof(check_key));
 	vmstate_make(&s, check_key);
 
-	FAIL_(vmc_vmstate_read(dirfd, &s2, errbuf, sizeof(errbuf)), ENOENT);
+	FAIL_(vmc_vmstate_read(dirfd, VMC_FMT_STATE_NAME, &s2, errbuf, sizeof(errbuf)), ENOENT);
 
-	OK_(vmc_vmstate_write(dirfd, &s));
+	OK_(vmc_vmstate_write(dirfd, VMC_FMT_STATE_NAME, &s));
 	EQ_(s.seq, 42);
 	OK_(fstatat(dirfd, VMC_FMT_STATE_NAME, &st, AT_SYMLINK_NOFOLLOW));
 	TRUE_(S_ISREG(st.st_mode));
@@ -1145,23 +1145,23 @@ static void test_vmstate_files(void)
 	EQ_(st.st_size, 1024);
 	FAIL_(faccessat(dirfd, VMC_FMT_STATE_NAME ".tmp", F_OK, AT_SYMLINK_NOFOLLOW) ? -errno : 0,
 	      ENOENT);
-	OK_(vmc_vmstate_read(dirfd, &s2, errbuf, sizeof(errbuf)));
+	OK_(vmc_vmstate_read(dirfd, VMC_FMT_STATE_NAME, &s2, errbuf, sizeof(errbuf)));
 	vmstate_eq(&s, &s2);
-	OK_(vmc_vmstate_write(dirfd, &s));
-	OK_(vmc_vmstate_read(dirfd, &s2, errbuf, sizeof(errbuf)));
+	OK_(vmc_vmstate_write(dirfd, VMC_FMT_STATE_NAME, &s));
+	OK_(vmc_vmstate_read(dirfd, VMC_FMT_STATE_NAME, &s2, errbuf, sizeof(errbuf)));
 	EQ_(s2.seq, 43);
 
 	/* Through an O_PATH descriptor of the directory, as the daemon may hold. */
 	pathfd = open(dir, O_PATH | O_DIRECTORY);
 	REQUIRE_(pathfd >= 0);
-	OK_(vmc_vmstate_write(pathfd, &s));
-	OK_(vmc_vmstate_read(pathfd, &s2, errbuf, sizeof(errbuf)));
+	OK_(vmc_vmstate_write(pathfd, VMC_FMT_STATE_NAME, &s));
+	OK_(vmc_vmstate_read(pathfd, VMC_FMT_STATE_NAME, &s2, errbuf, sizeof(errbuf)));
 	EQ_(s2.seq, 44);
 	close(pathfd);
 
 	/* A leftover temporary file from a crash is replaced. */
 	write_file(dirfd, VMC_FMT_STATE_NAME ".tmp", "junk", 4);
-	OK_(vmc_vmstate_write(dirfd, &s));
+	OK_(vmc_vmstate_write(dirfd, VMC_FMT_STATE_NAME, &s));
 	FAIL_(faccessat(dirfd, VMC_FMT_STATE_NAME ".tmp", F_OK, AT_SYMLINK_NOFOLLOW) ? -errno : 0,
 	      ENOENT);
 
@@ -1171,9 +1171,9 @@ static void test_vmstate_files(void)
 	OK_(unlinkat(dirfd, VMC_FMT_STATE_NAME, 0));
 	OK_(symlinkat("elsewhere", dirfd, VMC_FMT_STATE_NAME));
 	memset(&s2, 0, sizeof(s2));
-	TRUE_(vmc_vmstate_read(dirfd, &s2, errbuf, sizeof(errbuf)) < 0);
+	TRUE_(vmc_vmstate_read(dirfd, VMC_FMT_STATE_NAME, &s2, errbuf, sizeof(errbuf)) < 0);
 	EQ_(s2.seq, 0);
-	OK_(vmc_vmstate_write(dirfd, &s));
+	OK_(vmc_vmstate_write(dirfd, VMC_FMT_STATE_NAME, &s));
 	OK_(fstatat(dirfd, VMC_FMT_STATE_NAME, &st, AT_SYMLINK_NOFOLLOW));
 	TRUE_(S_ISREG(st.st_mode));
 	EQ_(read_file(dirfd, "elsewhere", after, sizeof(after)), 1024);
@@ -1182,24 +1182,24 @@ static void test_vmstate_files(void)
 	/* Nor is one planted at the temporary name. */
 	write_file(dirfd, "victim", "victim", 6);
 	OK_(symlinkat("victim", dirfd, VMC_FMT_STATE_NAME ".tmp"));
-	OK_(vmc_vmstate_write(dirfd, &s));
+	OK_(vmc_vmstate_write(dirfd, VMC_FMT_STATE_NAME, &s));
 	EQ_(read_file(dirfd, "victim", after, sizeof(after)), 6);
 	MEMEQ_(after, "victim", 6);
-	OK_(vmc_vmstate_read(dirfd, &s2, errbuf, sizeof(errbuf)));
+	OK_(vmc_vmstate_read(dirfd, VMC_FMT_STATE_NAME, &s2, errbuf, sizeof(errbuf)));
 	EQ_(s2.seq, s.seq);
 
 	/* A FIFO at the name is refused without blocking. */
 	OK_(unlinkat(dirfd, VMC_FMT_STATE_NAME, 0));
 	OK_(mkfifoat(dirfd, VMC_FMT_STATE_NAME, 0600));
-	FAIL_(vmc_vmstate_read(dirfd, &s2, errbuf, sizeof(errbuf)), EUCLEAN);
+	FAIL_(vmc_vmstate_read(dirfd, VMC_FMT_STATE_NAME, &s2, errbuf, sizeof(errbuf)), EUCLEAN);
 	OK_(unlinkat(dirfd, VMC_FMT_STATE_NAME, 0));
 
 	/* Wrong size on disk; a directory at the name. */
 	write_file(dirfd, VMC_FMT_STATE_NAME, before, 1000);
-	FAIL_(vmc_vmstate_read(dirfd, &s2, errbuf, sizeof(errbuf)), EUCLEAN);
+	FAIL_(vmc_vmstate_read(dirfd, VMC_FMT_STATE_NAME, &s2, errbuf, sizeof(errbuf)), EUCLEAN);
 	OK_(unlinkat(dirfd, VMC_FMT_STATE_NAME, 0));
 	OK_(mkdirat(dirfd, VMC_FMT_STATE_NAME, 0700));
-	FAIL_(vmc_vmstate_read(dirfd, &s2, errbuf, sizeof(errbuf)), EUCLEAN);
+	FAIL_(vmc_vmstate_read(dirfd, VMC_FMT_STATE_NAME, &s2, errbuf, sizeof(errbuf)), EUCLEAN);
 	CONTAINS_(errbuf, "not a regular file");
 
 	close(dirfd);
