@@ -561,6 +561,7 @@ unlock:
 		vmc_config_free(c);
 		return r;
 	}
+	err[0] = '\0'; /* libconfuse may have complained about free-form options */
 	*out = c;
 	return 0;
 }
