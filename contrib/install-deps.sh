@@ -10,5 +10,5 @@ $SUDO apt-get install -y -q --no-install-recommends \
 	build-essential cmake pkg-config \
 	libfuse3-dev fuse3 libgcrypt20-dev libssl-dev libconfuse-dev libjson-c-dev \
 	qemu-utils fio tar attr util-linux xxd \
-	python3 python3-pytest python3-cryptography \
+	python3 python3-pytest python3-cryptography python3-pykmip openssl \
 	valgrind clang gdb

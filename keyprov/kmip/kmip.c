@@ -786,7 +786,7 @@ static int kmip_create_key(void *inst, const char *label, char *id, uint8_t *kek
 		snprintf(cc.name, sizeof(cc.name), "%svmcryptfs-%s", k->prefix, h);
 	}
 	if (strlen(cc.name) > KMIP_NAME_MAX) {
-		ERR("key name \"%.60s...\" is longer than %d bytes", cc.name, KMIP_NAME_MAX);
+		ERR("key name \"%.60s...\" is longer than %u bytes", cc.name, KMIP_NAME_MAX);
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&k->k_lock);
@@ -804,7 +804,7 @@ static int kmip_create_key(void *inst, const char *label, char *id, uint8_t *kek
 
 static int test_server(struct kmip *k, struct kmip_server *s, char *line, size_t linelen)
 {
-	char err[VMC_KP_ERR_MAX], vers[96] = "";
+	char err[VMC_KP_ERR_MAX], vers[96] = "", tls[96];
 	int32_t v[16][2];
 	double cms = 0, hms = 0;
 	uint8_t req[KMIP_REQ_MAX];
@@ -818,16 +818,18 @@ static int test_server(struct kmip *k, struct kmip_server *s, char *line, size_t
 			   sizeof(err), &cms, &hms);
 	if (r) {
 		snprintf(line, linelen, "server %s: %s: %s", s->label,
-			 transient(r) ? "unreachable" : r == -EACCES ? "TLS refused" : "failed",
-			 err);
+			 transient(r) ? "unreachable" : r == -EACCES ? "TLS rejected"
+			 : r == -EPROTO ? "not a KMIP server" : "failed", err);
 		return r;
 	}
+	/* Now: a failed exchange closes the connection. */
+	snprintf(tls, sizeof(tls), "%s, %s", kmip_conn_version(&s->conn),
+		 kmip_conn_cipher(&s->conn));
 	r = kmip_req_discover(req, sizeof(req), &len);
 	if (!r)
 		r = server_call(k, s, req, len, KMIP_OP_DISCOVER_VERSIONS, true, &c, err);
 	if (r) {
-		snprintf(line, linelen, "server %s: TLS ok (%s, %s) but %s", s->label,
-			 kmip_conn_version(&s->conn), kmip_conn_cipher(&s->conn), err);
+		snprintf(line, linelen, "server %s: TLS ok (%s) but %s", s->label, tls, err);
 		return r;
 	}
 	if (c.resp.status != KMIP_STATUS_SUCCESS) {
@@ -835,8 +837,7 @@ static int test_server(struct kmip *k, struct kmip_server *s, char *line, size_t
 			snprintf(vers, sizeof(vers), "KMIP 1.x (no Discover Versions)");
 		} else {
 			r = kmip_failure(&c.resp, "Discover Versions", err);
-			snprintf(line, linelen, "server %s: TLS ok (%s, %s) but %s%s", s->label,
-				 kmip_conn_version(&s->conn), kmip_conn_cipher(&s->conn),
+			snprintf(line, linelen, "server %s: TLS ok (%s) but %s%s", s->label, tls,
 				 r == -EACCES ? "authentication rejected: " : "", err);
 			call_done(k, &c);
 			return r;
@@ -852,9 +853,8 @@ static int test_server(struct kmip *k, struct kmip_server *s, char *line, size_t
 		}
 		strncat(vers, ")", sizeof(vers) - strlen(vers) - 1);
 		if (n && !has11) {
-			snprintf(line, linelen, "server %s: TLS ok (%s, %s) but it does not speak "
-				 "KMIP 1.1 (%s)", s->label, kmip_conn_version(&s->conn),
-				 kmip_conn_cipher(&s->conn), vers + 9);
+			snprintf(line, linelen, "server %s: TLS ok (%s) but it does not speak "
+				 "KMIP 1.1 (%s)", s->label, tls, vers + 9);
 			call_done(k, &c);
 			return -EPROTO;
 		}

@@ -6,13 +6,17 @@
  * that are not IP literals are resolved in a short-lived detached thread;
  * the caller waits for it until its deadline and, if it gives up, the thread
  * frees the result itself when the lookup ends (the request is reference
- * counted). IP literals never leave the calling thread.
+ * counted). Such a thread may outlive the provider instance, so the first
+ * one pins this plugin in memory (RTLD_NODELETE): the host's dlclose() must
+ * not unmap code a thread still runs. IP literals never leave the calling
+ * thread.
  */
 #include "kmip_tls.h"
 #include "kmip_msg.h"
 #include "ttlv.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -292,10 +296,22 @@ static void lookup_put(struct lookup *l)
 	free(l);
 }
 
+/* Keep this shared object mapped until the process exits. */
+static void pin_plugin(void)
+{
+	Dl_info info;
+
+	if (dladdr((void *)pin_plugin, &info) && info.dli_fname)
+		dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 static void *lookup_thread(void *arg)
 {
 	struct lookup *l = arg;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG };
+	/* Every address family: a family without a route fails at once and the
+	 * next address is tried (AI_ADDRCONFIG would hide "localhost" on a
+	 * host whose only interface is the loopback). */
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res = NULL;
 	int rc = getaddrinfo(l->host, l->port, &hints, &res);
 
@@ -312,6 +328,7 @@ static void *lookup_thread(void *arg)
 static int resolve(const char *host, uint16_t port, int64_t deadline, struct addrinfo **out,
 		   char *err, size_t errlen)
 {
+	static pthread_once_t pinned = PTHREAD_ONCE_INIT;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
 	pthread_condattr_t ca;
@@ -323,6 +340,7 @@ static int resolve(const char *host, uint16_t port, int64_t deadline, struct add
 	snprintf(portstr, sizeof(portstr), "%u", port);
 	if (getaddrinfo(host, portstr, &hints, out) == 0)
 		return 0; /* an IP literal */
+	pthread_once(&pinned, pin_plugin);
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
@@ -623,9 +641,11 @@ static int read_exact(struct kmip_conn *c, uint8_t *buf, size_t len, int64_t dea
 			*got += n;
 			continue;
 		}
-		if (*got)
+		if (*got && total)
 			snprintf(phase, sizeof(phase), "after %zu of %zu bytes of its answer", *got,
-				 total ? total : (size_t)TTLV_HDR_LEN);
+				 total);
+		else if (*got)
+			snprintf(phase, sizeof(phase), "after %zu bytes of its answer", *got);
 		else
 			snprintf(phase, sizeof(phase), "before answering");
 		r = tls_wait(c, ret, deadline, phase, timeout_ms, err, errlen);
