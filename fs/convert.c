@@ -905,11 +905,13 @@ static int convert_verb(struct ctl_conn *c, json_object *args, json_object *resu
 		if (r)
 			return r;
 	}
+	c->cc_vm_count = n;
 	for (int i = 0; i < n && !ctl_stopping(); i++) {
 		json_object *one = json_object_new_object();
 		int fd;
 
 		c->cc_msg[0] = '\0';
+		c->cc_vm_index = i + 1;
 		r = ctl_open_dir(c, vms[i], &fd, norm, sizeof(norm));
 		if (!r) {
 			r = enc ? encrypt_one(c, fd, norm, policy, home_only, one) :

@@ -125,6 +125,10 @@ void ctl_progress(struct ctl_conn *c, uint64_t done, uint64_t total, const char 
 		json_object_object_add(p, "item", json_object_new_string(item));
 	json_object_object_add(p, "items_done", json_object_new_int(items_done));
 	json_object_object_add(p, "items_total", json_object_new_int(items_total));
+	if (c->cc_vm_count > 1) { /* overall progress of a call on several VMs */
+		json_object_object_add(p, "vm_index", json_object_new_int(c->cc_vm_index));
+		json_object_object_add(p, "vm_count", json_object_new_int(c->cc_vm_count));
+	}
 	json_object_object_add(o, "progress", p);
 	ctl_send(c, o);
 	json_object_put(o);

@@ -27,6 +27,8 @@ struct ctl_conn {
 	char cc_msg[1024];      /* why the verb failed */
 	uint64_t cc_last_ns;    /* last progress line */
 	bool cc_detached;       /* the handler kept cc_fd (events --follow) */
+	int cc_vm_index;        /* several VMs in one call: which one is running */
+	int cc_vm_count;
 };
 
 int vmc_ctl_start(const char *mountpoint, const char *path_opt);

@@ -183,7 +183,8 @@ static void policy_event(fuse_req_t req, const char *op, struct vmc_inode *dir,
  * An empty cleartext file gets its first data: classify it, and when it is
  * to be encrypted write its header. in_lock held.
  */
-static int first_data(struct vmc_inode *in, int fd, const void *first, size_t firstlen, uid_t uid)
+static int first_data(struct vmc_inode *in, int fd, const void *first, size_t firstlen, uid_t uid,
+		      gid_t gid)
 {
 	struct vmc_hdr *hdr;
 	uint8_t *dek;
@@ -208,6 +209,18 @@ static int first_data(struct vmc_inode *in, int fd, const void *first, size_t fi
 	r = vmc_vm_classify_new(in, first, firstlen, uid, &enc, hdr, dek);
 	if (r)
 		goto out;
+	if (enc && !(vmc_privs_of(vmcfs.fs_cfg, uid, gid) & VMC_PRIV_ACCESS)) {
+		/* Decided by content (a binary VMDK): the writer would see plaintext
+		 * of an encrypted file. */
+		char path[PATH_MAX];
+
+		vmc_inode_path(in, path, sizeof(path));
+		vmc_audit(&(struct vmc_event){ .op = "write", .uid = uid, .file = path,
+					       .result = -EACCES,
+					       .detail = "missing privilege Cryptographer.Access" });
+		r = -EACCES;
+		goto out;
+	}
 	if (enc) {
 		struct vmc_rl_req rq;
 
@@ -224,13 +237,13 @@ out:
 }
 
 /* Truncate a regular file to @size; in_lock held and a crypt user held. */
-static int truncate_locked(struct vmc_inode *in, int fd, uint64_t size, uid_t uid)
+static int truncate_locked(struct vmc_inode *in, int fd, uint64_t size, uid_t uid, gid_t gid)
 {
 	struct vmc_rl_req rq;
 	int r = 0;
 
 	if (atomic_load(&in->in_enc) == VMC_ENC_CLEAR && atomic_load(&in->in_undecided) && size)
-		r = first_data(in, fd, NULL, 0, uid);
+		r = first_data(in, fd, NULL, 0, uid, gid);
 	if (r)
 		return r;
 	if (atomic_load(&in->in_enc) == VMC_ENC_CRYPT)
@@ -244,7 +257,8 @@ static int truncate_locked(struct vmc_inode *in, int fd, uint64_t size, uid_t ui
 	return r;
 }
 
-static int do_truncate(struct vmc_inode *in, struct fuse_file_info *fi, off_t size, uid_t uid)
+static int do_truncate(struct vmc_inode *in, struct fuse_file_info *fi, off_t size, uid_t uid,
+		       gid_t gid)
 {
 	int fd, r;
 
@@ -258,7 +272,7 @@ static int do_truncate(struct vmc_inode *in, struct fuse_file_info *fi, off_t si
 	pthread_mutex_lock(&in->in_lock);
 	r = vmc_crypt_attach(in, fd);
 	if (!r) {
-		r = truncate_locked(in, fd, (uint64_t)size, uid);
+		r = truncate_locked(in, fd, (uint64_t)size, uid, gid);
 		vmc_crypt_detach(in);
 	}
 	pthread_mutex_unlock(&in->in_lock);
@@ -292,7 +306,8 @@ static int do_setattr(fuse_req_t req, struct vmc_inode *in, struct stat *attr, i
 			if (r)
 				return r;
 		}
-		r = do_truncate(in, fi, attr->st_size, fuse_req_ctx(req)->uid);
+		r = do_truncate(in, fi, attr->st_size, fuse_req_ctx(req)->uid,
+				fuse_req_ctx(req)->gid);
 		if (r)
 			return r;
 	}
@@ -568,6 +583,7 @@ static int open_finish(fuse_req_t req, struct vmc_inode *in, int fd, int flags,
 		       struct fuse_file_info *fi, bool created)
 {
 	uid_t uid = fuse_req_ctx(req)->uid;
+	gid_t gid = fuse_req_ctx(req)->gid;
 	bool writing = (flags & O_ACCMODE) != O_RDONLY, enc;
 	struct vmc_handle *h;
 	int r;
@@ -587,13 +603,19 @@ static int open_finish(fuse_req_t req, struct vmc_inode *in, int fd, int flags,
 	}
 	if (atomic_load(&in->in_enc) == VMC_ENC_CRYPT) {
 		r = mount_require(req, VMC_PRIV_ACCESS, "open", in, NULL);
-	} else if (writing && atomic_load(&in->in_undecided)) {
-		r = vmc_vm_would_encrypt(in, &enc);
-		if (!r && enc)
+	} else if (writing && atomic_load(&in->in_undecided) && !created) {
+		char name[NAME_MAX + 1];
+		struct vmc_inode *parent = vmc_inode_name(in, name, sizeof(name));
+
+		/* (create checked this before making the file) */
+		r = parent ? vmc_vm_would_encrypt(parent, name, &enc) : 0;
+		if (!r && parent && enc)
 			r = mount_require(req, VMC_PRIV_ACCESS, "open", in, NULL);
+		if (parent)
+			vmc_inode_unref(parent);
 	}
 	if (!r && (flags & O_TRUNC))
-		r = truncate_locked(in, fd, 0, uid);
+		r = truncate_locked(in, fd, 0, uid, gid);
 	if (!r && writing && atomic_load(&in->in_enc) == VMC_ENC_CLEAR &&
 	    !atomic_load(&in->in_undecided))
 		r = vmc_vm_check_clear_write(in, fd);
@@ -664,10 +686,19 @@ static void vmc_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 	}
 	if (is_policy_name(name)) {
 		r = policy_create_check(req, dir, name);
-		if (r) {
-			fuse_reply_err(req, -r);
-			return;
-		}
+	} else {
+		/* Refuse before the file exists: a new file that will be encrypted
+		 * needs Cryptographer.Access, and a VM with an unusable policy takes
+		 * no new files that might need encryption. */
+		bool enc = false;
+
+		r = vmc_vm_would_encrypt(dir, name, &enc);
+		if (!r && enc)
+			r = mount_require(req, VMC_PRIV_ACCESS, "create", dir, name);
+	}
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
 	}
 	fd = openat(dir->in_fd, name,
 		    open_flags(fi->flags) | O_CREAT | (fi->flags & O_EXCL) | O_NOFOLLOW,
@@ -733,7 +764,7 @@ static void vmc_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 static ssize_t do_write(struct vmc_inode *in, int fd, const char *buf, size_t size, off_t off,
-			uid_t uid)
+			uid_t uid, gid_t gid)
 {
 	for (;;) {
 		struct vmc_rl_req rq;
@@ -761,7 +792,7 @@ static ssize_t do_write(struct vmc_inode *in, int fd, const char *buf, size_t si
 			}
 			vmc_rl_unlock(&in->in_rl, &rq);
 			pthread_mutex_lock(&in->in_lock);
-			r = first_data(in, fd, off == 0 ? buf : NULL, size, uid);
+			r = first_data(in, fd, off == 0 ? buf : NULL, size, uid, gid);
 			pthread_mutex_unlock(&in->in_lock);
 			if (r)
 				return r;
@@ -776,7 +807,7 @@ static void vmc_ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t
 			 off_t off, struct fuse_file_info *fi)
 {
 	ssize_t n = do_write(vmc_inode_of(ino), handle_of(fi)->fh_fd, buf, size, off,
-			     fuse_req_ctx(req)->uid);
+			     fuse_req_ctx(req)->uid, fuse_req_ctx(req)->gid);
 
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
@@ -814,7 +845,8 @@ static void vmc_ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fu
 	fuse_reply_err(req, r ? errno : 0);
 }
 
-static int do_fallocate(struct vmc_inode *in, int fd, int mode, off_t off, off_t len, uid_t uid)
+static int do_fallocate(struct vmc_inode *in, int fd, int mode, off_t off, off_t len, uid_t uid,
+			gid_t gid)
 {
 	for (;;) {
 		struct vmc_rl_req rq;
@@ -829,7 +861,7 @@ static int do_fallocate(struct vmc_inode *in, int fd, int mode, off_t off, off_t
 		case VMC_ENC_CLEAR:
 			if (atomic_load(&in->in_undecided) && !(mode & FALLOC_FL_KEEP_SIZE)) {
 				pthread_mutex_lock(&in->in_lock);
-				r = first_data(in, fd, NULL, 0, uid);
+				r = first_data(in, fd, NULL, 0, uid, gid);
 				pthread_mutex_unlock(&in->in_lock);
 				if (r)
 					return r;
@@ -856,7 +888,7 @@ static void vmc_ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off
 			     struct fuse_file_info *fi)
 {
 	fuse_reply_err(req, -do_fallocate(vmc_inode_of(ino), handle_of(fi)->fh_fd, mode, off, len,
-					  fuse_req_ctx(req)->uid));
+					  fuse_req_ctx(req)->uid, fuse_req_ctx(req)->gid));
 }
 
 static void vmc_ll_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,

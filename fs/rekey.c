@@ -438,14 +438,15 @@ int verb_rekey(struct ctl_conn *c, json_object *args, json_object *result)
 		r = ctl_vm_targets(c, args, &vms, &n);
 	if (r)
 		return r;
+	c->cc_vm_count = n;
 	for (int i = 0; i < n && !ctl_stopping(); i++) {
 		json_object *one = json_object_new_object();
 		int fd;
 
 		c->cc_msg[0] = '\0';
+		c->cc_vm_index = i + 1;
 		r = ctl_open_dir(c, vms[i], &fd, norm, sizeof(norm));
 		if (!r) {
-			ctl_progress(c, (uint64_t)i, (uint64_t)n, norm, i, n, true);
 			r = deep ? vmc_rekey_deep(c, fd, norm, to, one) :
 				   rekey_shallow(c, fd, norm, to, one);
 			close(fd);

@@ -31,7 +31,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define POLICY_MAX (64 * 1024)
 #define VM_DEPTH_MAX 256
 
 /* The VM a file belongs to, as found by vm_find. */
@@ -42,66 +41,10 @@ struct vm_ctx {
 	char err[512];
 };
 
-/* Read and parse the policy file open as @fd; @where names it in messages. */
-static int policy_read(int fd, const char *where, struct vmc_vm_policy *pol, char *err,
-		       size_t errlen)
-{
-	struct stat st;
-	char *text;
-	ssize_t n;
-	int r;
-
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s: not a regular file", where);
-		return -EINVAL;
-	}
-	if (st.st_size > POLICY_MAX) {
-		snprintf(err, errlen, "%s: larger than %d bytes", where, POLICY_MAX);
-		return -EFBIG;
-	}
-	text = malloc((size_t)st.st_size + 1);
-	if (!text)
-		return -ENOMEM;
-	n = pread(fd, text, (size_t)st.st_size, 0);
-	if (n < 0) {
-		r = -errno;
-		snprintf(err, errlen, "%s: cannot read: %s", where, strerror(errno));
-		free(text);
-		return r;
-	}
-	text[n] = '\0';
-	if (memchr(text, '\0', (size_t)n)) {
-		snprintf(err, errlen, "%s: contains a NUL byte", where);
-		free(text);
-		return -EINVAL;
-	}
-	r = vmc_policy_parse(text, where, vmcfs.fs_cfg, pol, err, errlen);
-	free(text);
-	return r;
-}
-
 int vmc_vm_policy_at(int dirfd, const char *dir, struct vmc_vm_policy *pol, char *err,
 		     size_t errlen)
 {
-	char where[PATH_MAX];
-	int fd, r;
-
-	if (!strcmp(dir, "."))
-		snprintf(where, sizeof(where), "%s", VMC_FMT_POLICY_NAME);
-	else
-		snprintf(where, sizeof(where), "%s/%s", dir, VMC_FMT_POLICY_NAME);
-	fd = openat(dirfd, VMC_FMT_POLICY_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
-		    O_NOCTTY);
-	if (fd < 0) {
-		r = -errno;
-		if (r != -ENOENT)
-			snprintf(err, errlen, "%s: cannot open: %s", where,
-				 errno == ELOOP ? "it is a symbolic link" : strerror(errno));
-		return r;
-	}
-	r = policy_read(fd, where, pol, err, errlen);
-	close(fd);
-	return r;
+	return vmc_policy_read_at(dirfd, dir, vmcfs.fs_cfg, pol, err, errlen);
 }
 
 /* Find the VM of the directory @d (referenced by the caller). */
@@ -204,7 +147,7 @@ static int vm_kek_locked(int dirfd, const char *where, const char *record, const
 			   is_ds ? "datastore" : "VM", where, k->kek_id, provider);
 	} else if (r) {
 		if (r != -ENOENT)
-			vmc_err("%s: %s", where, err);
+			vmc_err("%s %s: %s", is_ds ? "datastore" : "VM", where, err);
 		return r == -ENOENT ? r : -EIO;
 	} else {
 		ref = st.state == VMC_FMT_VMSTATE_REKEY ? &st.next : &st.current;
@@ -255,29 +198,22 @@ int vmc_vm_kek(int dirfd, const char *where, const char *record, const char *pro
  * the VM (release with vm_ctx_done). -EIO when the VM's policy is unusable
  * (logged, naming the file and line).
  */
-static int vm_decide(struct vmc_inode *in, const void *first, size_t firstlen, bool *encrypt,
-		     enum vmc_class *cls, struct vm_ctx *ctx)
+static int vm_decide_name(struct vmc_inode *parent, const char *name, const void *first,
+			  size_t firstlen, bool *encrypt, enum vmc_class *cls, struct vm_ctx *ctx)
 {
-	char name[NAME_MAX + 1], where[512];
-	struct vmc_inode *parent;
+	char where[512];
 
 	*encrypt = false;
 	memset(ctx, 0, sizeof(*ctx));
-	parent = vmc_inode_name(in, name, sizeof(name));
-	if (!parent)
-		return -ENOENT;
 	*cls = vmc_class_resolve(vmc_class_of_name(vmcfs.fs_cfg, name), first, firstlen);
-	if (*cls == VMC_CLASS_CLEARTEXT) {
-		vmc_inode_unref(parent);
+	if (*cls == VMC_CLASS_CLEARTEXT)
 		return 0;
-	}
 	vm_find(parent, ctx);
-	vmc_inode_unref(parent);
 	if (!ctx->dir)
 		return 0; /* not in a VM directory */
 	if (ctx->policy_err) {
-		vmc_inode_path(in, where, sizeof(where));
-		vmc_err("%s: refusing to write: %s", where, ctx->err);
+		vmc_inode_path(parent, where, sizeof(where));
+		vmc_err("%s/%s: refusing to write: %s", where, name, ctx->err);
 		vm_ctx_done(ctx);
 		return -EIO;
 	}
@@ -285,6 +221,22 @@ static int vm_decide(struct vmc_inode *in, const void *first, size_t firstlen, b
 	if (!*encrypt)
 		vm_ctx_done(ctx);
 	return 0;
+}
+
+static int vm_decide(struct vmc_inode *in, const void *first, size_t firstlen, bool *encrypt,
+		     enum vmc_class *cls, struct vm_ctx *ctx)
+{
+	char name[NAME_MAX + 1];
+	struct vmc_inode *parent = vmc_inode_name(in, name, sizeof(name));
+	int r;
+
+	*encrypt = false;
+	memset(ctx, 0, sizeof(*ctx));
+	if (!parent)
+		return -ENOENT;
+	r = vm_decide_name(parent, name, first, firstlen, encrypt, cls, ctx);
+	vmc_inode_unref(parent);
+	return r;
 }
 
 int vmc_vm_classify_new(struct vmc_inode *in, const void *first, size_t firstlen, uid_t uid,
@@ -478,11 +430,10 @@ bool vmc_vm_busy(struct vmc_inode *in)
 
 /* --- enumerating VMs -------------------------------------------------------- */
 
-static int foreach_dir(int dirfd, char *rel, size_t relcap, int depth,
+static int foreach_dir(int dirfd, const char *rel, int depth,
 		       int (*cb)(void *arg, int dirfd, const char *rel), void *arg)
 {
 	struct dirent *de;
-	size_t rlen = strlen(rel);
 	DIR *dp;
 	int fd, r = 0;
 
@@ -503,6 +454,7 @@ static int foreach_dir(int dirfd, char *rel, size_t relcap, int depth,
 		return 0;
 	}
 	while (!r && (de = readdir(dp))) {
+		char child[PATH_MAX];
 		int sub;
 
 		if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
@@ -514,13 +466,10 @@ static int foreach_dir(int dirfd, char *rel, size_t relcap, int depth,
 		if (sub < 0)
 			continue; /* not a directory, or a symlink: not followed */
 		if (strcmp(rel, "."))
-			snprintf(rel + rlen, relcap - rlen, "/%s", de->d_name);
+			snprintf(child, sizeof(child), "%s/%s", rel, de->d_name);
 		else
-			snprintf(rel, relcap, "%s", de->d_name);
-		r = foreach_dir(sub, rel, relcap, depth + 1, cb, arg);
-		rel[rlen] = '\0';
-		if (!rlen || !strcmp(rel, ""))
-			snprintf(rel, relcap, ".");
+			snprintf(child, sizeof(child), "%s", de->d_name);
+		r = foreach_dir(sub, child, depth + 1, cb, arg);
 		close(sub);
 	}
 	closedir(dp);
@@ -529,26 +478,26 @@ static int foreach_dir(int dirfd, char *rel, size_t relcap, int depth,
 
 int vmc_vm_foreach(int (*cb)(void *arg, int dirfd, const char *rel), void *arg)
 {
-	char rel[PATH_MAX] = ".";
 	int fd = openat(vmcfs.fs_root.in_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
 
 	if (fd < 0)
 		return -errno;
-	r = foreach_dir(fd, rel, sizeof(rel), 0, cb, arg);
+	r = foreach_dir(fd, ".", 0, cb, arg);
 	close(fd);
 	return r;
 }
 
-int vmc_vm_would_encrypt(struct vmc_inode *in, bool *encrypt)
+int vmc_vm_would_encrypt(struct vmc_inode *dir, const char *name, bool *encrypt)
 {
 	enum vmc_class cls;
 	struct vm_ctx ctx;
-	int r = vm_decide(in, NULL, 0, encrypt, &cls, &ctx);
+	int r;
 
-	if (r == -ENOENT) {
-		*encrypt = false;
-		return 0;
-	}
+	*encrypt = false;
+	if (vmc_class_of_name(vmcfs.fs_cfg, name) == VMC_CLASS_VMDK)
+		return 0; /* decided by its first bytes, at its first data */
+	r = vm_decide_name(dir, name, NULL, 0, encrypt, &cls, &ctx);
+
 	if (!r && *encrypt)
 		vm_ctx_done(&ctx);
 	return r;

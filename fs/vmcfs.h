@@ -211,8 +211,12 @@ int vmc_vm_foreach(int (*cb)(void *arg, int dirfd, const char *rel), void *arg);
  * for; such files are converted by vmcryptfs-ctl).
  */
 int vmc_vm_check_clear_write(struct vmc_inode *in, int fd);
-/* What the policy says of @in's data (see vm.c); exported for open(). */
-int vmc_vm_would_encrypt(struct vmc_inode *in, bool *encrypt);
+/*
+ * Would data written to a new file @name in directory @dir be encrypted?
+ * -EIO (logged) when the VM's policy is unusable. A VMDK is undecided
+ * (false) until its first bytes arrive.
+ */
+int vmc_vm_would_encrypt(struct vmc_inode *dir, const char *name, bool *encrypt);
 /* Unwrap the DEK of header @hdr into @dek (secret memory). */
 int vmc_vm_unwrap(struct vmc_inode *in, const struct vmc_hdr *hdr, uint8_t *dek);
 

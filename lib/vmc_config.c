@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <unistd.h>
 
 const char vmc_config_default_text[] =
@@ -768,4 +770,61 @@ bool vmc_policy_encrypts(const struct vmc_config *cfg, const struct vmc_vm_polic
 	default:
 		return true; /* home, core dump, other */
 	}
+}
+
+#define POLICY_MAX (64 * 1024)
+
+int vmc_policy_read_at(int dirfd, const char *dir, const struct vmc_config *cfg,
+		       struct vmc_vm_policy *pol, char *err, size_t errlen)
+{
+	char where[PATH_MAX], *text;
+	struct stat st;
+	ssize_t n;
+	int fd, r;
+
+	if (!strcmp(dir, "."))
+		snprintf(where, sizeof(where), "%s", VMC_FMT_POLICY_NAME);
+	else
+		snprintf(where, sizeof(where), "%s/%s", dir, VMC_FMT_POLICY_NAME);
+	fd = openat(dirfd, VMC_FMT_POLICY_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+		    O_NOCTTY);
+	if (fd < 0) {
+		r = -errno;
+		if (r != -ENOENT)
+			snprintf(err, errlen, "%s: cannot open: %s", where,
+				 errno == ELOOP ? "it is a symbolic link" : strerror(errno));
+		return r;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", where);
+		close(fd);
+		return -EINVAL;
+	}
+	if (st.st_size > POLICY_MAX) {
+		snprintf(err, errlen, "%s: larger than %d bytes", where, POLICY_MAX);
+		close(fd);
+		return -EFBIG;
+	}
+	text = malloc((size_t)st.st_size + 1);
+	if (!text) {
+		close(fd);
+		return -ENOMEM;
+	}
+	n = pread(fd, text, (size_t)st.st_size, 0);
+	r = n < 0 ? -errno : 0;
+	close(fd);
+	if (r) {
+		snprintf(err, errlen, "%s: cannot read: %s", where, strerror(-r));
+		free(text);
+		return r;
+	}
+	text[n] = '\0';
+	if (memchr(text, '\0', (size_t)n)) {
+		snprintf(err, errlen, "%s: contains a NUL byte", where);
+		free(text);
+		return -EINVAL;
+	}
+	r = vmc_policy_parse(text, where, cfg, pol, err, errlen);
+	free(text);
+	return r;
 }

@@ -111,6 +111,15 @@ struct vmc_vm_policy {
 int vmc_policy_parse(const char *text, const char *path, const struct vmc_config *cfg,
 		     struct vmc_vm_policy *out, char *err, size_t errlen);
 
+/*
+ * Read and parse the vmcrypt.policy of directory @dirfd (@dir names the
+ * directory in messages, "." for the root). Opened with O_NOFOLLOW: a
+ * symlink is refused. -ENOENT when there is none; -EINVAL (and others) with
+ * "PATH:LINE: ..." in @err when it is unusable.
+ */
+int vmc_policy_read_at(int dirfd, const char *dir, const struct vmc_config *cfg,
+		       struct vmc_vm_policy *pol, char *err, size_t errlen);
+
 /* Whether the files of a VM under @pol get encrypted: home files always,
  * disks when both the named policy and the file allow it. */
 bool vmc_policy_encrypts_disks(const struct vmc_config *cfg, const struct vmc_vm_policy *pol);

@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from vmctest import (FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE,
+from vmctest import (config_text, FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE,
                      FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, HDR, STATE_NAME, STATE_SIZE,
                      UNIT, errno_of, fallocate, fd_open, header_ok, is_encrypted, open_errno,
                      punch_hole, read, write)
@@ -537,7 +537,12 @@ def test_new_objects_belong_to_the_caller(make_ds):
     """Files, directories, symlinks and nodes made through the mount are owned
     by the calling process's uid/gid, not by the daemon (root). Other users
     reach a FUSE mount only with -o allow_other."""
-    ds = make_ds("ds", options=["allow_other"])
+    # uid 1234 creates an encrypted file: that needs Cryptographer.Access.
+    ds = make_ds("ds", options=["allow_other"], mount=False)
+    ds.config.write_text(config_text(ds.keyfile,
+                                     'grant { user = "root" roles = { "Administrator" } }\n'
+                                     'grant { user = "1234" roles = { "Administrator" } }\n'))
+    ds.mount()
     shared = ds.make_vm("vm1")
     os.chmod(shared, 0o777)
     pid = os.fork()
