@@ -119,6 +119,7 @@ static void human_bytes(double b, char *buf, size_t len)
 struct progress {
 	bool tty;
 	bool drawn;
+	int vm_index;
 	double t0;
 	uint64_t d0;
 };
@@ -128,7 +129,7 @@ static void draw(struct progress *p, json_object *pr)
 	json_object *v;
 	uint64_t done = 0, total = 0;
 	const char *item = "";
-	char bd[32], bt[32], rate[32], left[32] = "";
+	char bd[32], bt[32], rate[32], left[32] = "", vmtag[32] = "";
 	double el, bps;
 	int pct, width = 24, fill;
 
@@ -140,6 +141,16 @@ static void draw(struct progress *p, json_object *pr)
 		item = json_object_get_string(v);
 	if (!p->tty)
 		return;
+	if (json_object_object_get_ex(pr, "vm_count", &v)) {
+		json_object *iv;
+		int idx = json_object_object_get_ex(pr, "vm_index", &iv) ? json_object_get_int(iv) : 0;
+
+		snprintf(vmtag, sizeof(vmtag), "(vm %d/%d) ", idx, json_object_get_int(v));
+		if (idx != p->vm_index) { /* a new VM: its own rate */
+			p->vm_index = idx;
+			p->drawn = false;
+		}
+	}
 	if (!p->drawn) {
 		p->t0 = now_s();
 		p->d0 = done;
@@ -156,7 +167,7 @@ static void draw(struct progress *p, json_object *pr)
 
 		snprintf(left, sizeof(left), "%ld:%02ld left", s / 60, s % 60);
 	}
-	fprintf(stderr, "\r[%.*s%*s] %3d%%  %s / %s  %s/s  %-12s %.30s\033[K",
+	fprintf(stderr, "\r%s[%.*s%*s] %3d%%  %s / %s  %s/s  %-12s %.30s\033[K", vmtag,
 		fill, "########################", width - fill, "", pct, bd, bt, rate, left, item);
 	p->drawn = true;
 }
