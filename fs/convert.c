@@ -25,6 +25,7 @@
 #include "vmc_ctlproto.h"
 #include "vmc_dek.h"
 #include "vmc_header.h"
+#include "vmc_fault.h"
 #include "vmc_log.h"
 #include "vmc_priv.h"
 #include "vmc_vmstate.h"
@@ -515,6 +516,7 @@ static int convert_file(struct conv_job *j, int dirfd, const char *name, struct 
 		}
 		off += len;
 		j->done += len;
+		vmc_fault("convert-chunk");
 		ctl_progress(j->c, j->done, j->total, f->rel, 0, 0, false);
 		if (off / CHECKPOINT != (off - len) / CHECKPOINT) {
 			if (fdatasync(tmp)) {
@@ -547,11 +549,13 @@ static int convert_file(struct conv_job *j, int dirfd, const char *name, struct 
 			     j->vm, f->rel);
 		goto out;
 	}
+	vmc_fault("convert-before-rename");
 	if (fsync(tmp) || renameat(dirfd, VMC_FMT_CONV_TMP_NAME, dirfd, name) || fsync(dirfd)) {
 		r = ctl_fail(j->c, -errno, "%s/%s: cannot replace the original: %s", j->vm,
 			     f->rel, strerror(errno));
 		goto out;
 	}
+	vmc_fault("convert-after-rename");
 	if (!fstat(dirfd, &dst))
 		invalidate(dst.st_dev, dst.st_ino, name);
 	r = 0;

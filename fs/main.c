@@ -17,6 +17,7 @@
 #include "audit.h"
 #include "ctl.h"
 #include "vmc_crypto.h"
+#include "vmc_fault.h"
 #include "vmc_log.h"
 #include "vmc_paths.h"
 #include "vmc_ctlproto.h"
@@ -287,6 +288,7 @@ int main(int argc, char *argv[])
 	int notify = -1, ret = 1;
 
 	vmc_log_set_ident("vmcryptfs");
+	vmc_fault_init();
 	if (fuse_opt_parse(&args, &opts, vmc_opt_spec, opt_proc) == -1)
 		return 1;
 	if (fuse_parse_cmdline(&args, &cmd) != 0)

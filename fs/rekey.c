@@ -20,6 +20,7 @@
 #include "vmc_crypto.h"
 #include "vmc_ctlproto.h"
 #include "vmc_header.h"
+#include "vmc_fault.h"
 #include "vmc_log.h"
 #include "vmc_priv.h"
 #include "vmc_vmstate.h"
@@ -139,6 +140,7 @@ static int rewrap(struct rekey_job *j, int fd, const char *path)
 			note_error(j, "%s: cannot write the new key slot: %s", path, strerror(-r));
 			goto out;
 		}
+		vmc_fault("rekey-new-slot"); /* the file has both slots */
 		have_new = empty;
 	}
 	/* Step 2b: the new slot is durable; clear every other one. */
@@ -156,6 +158,7 @@ static int rewrap(struct rekey_job *j, int fd, const char *path)
 		note_error(j, "%s: cannot clear the old key slots: %s", path, strerror(-r));
 	else
 		j->files++;
+	vmc_fault("rekey-file-done");
 out:
 	vmc_secret_free(dek, VMC_FMT_DEK_LEN);
 	free(buf);
@@ -302,6 +305,7 @@ static int rekey_shallow(struct ctl_conn *c, int vmfd, const char *vm, const cha
 		goto audit;
 	}
 	j.next = k;
+	vmc_fault("rekey-record-next"); /* the record names the next KEK, no file has it */
 	rewrap_dir(&j, vmfd, vm, 0);
 	if (j.errors) {
 		r = ctl_fail(c, -EIO, "%s: %d file(s) not re-wrapped, the rekey stays in progress "
