@@ -239,20 +239,39 @@ static int units_write(struct vmc_inode *in, int fd, const uint8_t *src, size_t 
 
 	if (!out)
 		return -ENOMEM;
-	for (uint64_t u = u0; u < u1; u++) {
+	for (uint64_t u = u0; u < u1;) {
 		uint64_t ustart = u << USHIFT, lnew = unit_len(u, new_size);
 		uint64_t a = off > ustart ? off - ustart : 0;          /* covered: [a, b) */
 		uint64_t b = min_u64(end - ustart, lnew);
 		const uint8_t *s = src ? src + (ustart + a - off) : NULL;
 
 		if (a == 0 && b == lnew) {
-			/* The write covers the whole unit at its new length. */
-			if (s)
-				memcpy(o, s, lnew);
-			else
-				memset(o, 0, lnew);
-		} else {
-			/* Read-modify-write of a partially covered unit. */
+			/* A run of units the write covers whole: encrypted straight from
+			 * the request (zeros for a NULL source). */
+			uint64_t run = 0, n = 0;
+
+			while (u + n < u1) {
+				uint64_t l = unit_len(u + n, new_size);
+
+				if (((u + n) << USHIFT) + l > end)
+					break;
+				run += l;
+				n++;
+			}
+			if (s) {
+				r = vmc_dek_encrypt_to(dek, u, s, o, run);
+			} else {
+				memset(o, 0, run);
+				r = vmc_dek_encrypt(dek, u, o, run);
+			}
+			if (r)
+				goto out;
+			o += run;
+			u += n;
+			continue;
+		}
+		/* Read-modify-write of a partially covered unit. */
+		{
 			uint64_t lold = unit_len(u, old_size);
 
 			r = unit_load(in, fd, u, lold, o);
@@ -264,12 +283,14 @@ static int units_write(struct vmc_inode *in, int fd, const uint8_t *src, size_t 
 				memcpy(o + a, s, b - a);
 			else
 				memset(o + a, 0, b - a);
+			r = vmc_dek_encrypt(dek, u, o, lnew);
+			if (r)
+				goto out;
 		}
 		o += lnew;
+		u++;
 	}
-	r = vmc_dek_encrypt(dek, u0, out, span);
-	if (!r)
-		r = pwrite_full(fd, out, span, HDR + (u0 << USHIFT));
+	r = pwrite_full(fd, out, span, HDR + (u0 << USHIFT));
 out:
 	return r;
 }

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -647,6 +648,32 @@ static void open_undo(struct vmc_inode *in, int fd, struct fuse_file_info *fi)
 	free(handle_of(fi));
 }
 
+/* The kernel's open reply (linux/fuse.h); libfuse 3.14 cannot set every flag. */
+struct vmc_open_out {
+	uint64_t fh;
+	uint32_t open_flags;
+	uint32_t padding;
+};
+#define VMC_FOPEN_DIRECT_IO (1u << 0)
+#define VMC_FOPEN_PARALLEL_DIRECT_WRITES (1u << 6) /* Linux 6.2 */
+
+/*
+ * Reply to an open. An O_DIRECT open (a hypervisor's cache=none disk) also
+ * gets FOPEN_PARALLEL_DIRECT_WRITES: otherwise the kernel serializes direct
+ * writes per inode, and writes to different regions of one disk image could
+ * never overlap; the range locks of cryptio.c order what must be ordered.
+ */
+static int reply_open(fuse_req_t req, struct fuse_file_info *fi)
+{
+	struct vmc_open_out o = { .fh = fi->fh };
+	struct iovec iov = { &o, sizeof(o) };
+
+	if (!fi->direct_io)
+		return fuse_reply_open(req, fi);
+	o.open_flags = VMC_FOPEN_DIRECT_IO | VMC_FOPEN_PARALLEL_DIRECT_WRITES;
+	return fuse_reply_iov(req, &iov, 1);
+}
+
 static void vmc_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vmc_inode *in = vmc_inode_of(ino);
@@ -669,7 +696,7 @@ static void vmc_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		fuse_reply_err(req, -r);
 		return;
 	}
-	if (fuse_reply_open(req, fi) == -ENOENT)
+	if (reply_open(req, fi) == -ENOENT)
 		open_undo(in, fd, fi); /* the opener was interrupted */
 }
 

@@ -155,31 +155,46 @@ static int vmc_xts_short(struct vmc_xts *x, uint64_t unit, uint8_t *buf, size_t 
 	return 0;
 }
 
-static int vmc_xts_unit(struct vmc_xts *x, bool enc, uint64_t unit, uint8_t *buf, size_t len)
+/* One data unit from @in to @out (the same buffer for in place). */
+static int vmc_xts_unit(struct vmc_xts *x, bool enc, uint64_t unit, const uint8_t *in,
+			uint8_t *out, size_t len)
 {
 	uint8_t tweak[16];
 	gcry_error_t e;
 
 	if (len == 0 || len > 4096)
 		return -EINVAL;
-	if (len < 16)
-		return vmc_xts_short(x, unit, buf, len); /* its own inverse */
+	if (len < 16) {
+		if (out != in)
+			memcpy(out, in, len);
+		return vmc_xts_short(x, unit, out, len); /* its own inverse */
+	}
 	vmc_xts_tweak(tweak, unit, false);
 	if (gcry_cipher_setiv(x->h, tweak, 16))
 		return -EIO;
-	e = enc ? gcry_cipher_encrypt(x->h, buf, len, NULL, 0) :
-		  gcry_cipher_decrypt(x->h, buf, len, NULL, 0);
+	if (out == in)
+		e = enc ? gcry_cipher_encrypt(x->h, out, len, NULL, 0) :
+			  gcry_cipher_decrypt(x->h, out, len, NULL, 0);
+	else
+		e = enc ? gcry_cipher_encrypt(x->h, out, len, in, len) :
+			  gcry_cipher_decrypt(x->h, out, len, in, len);
 	return e ? -EIO : 0;
 }
 
 int vmc_xts_encrypt_unit(struct vmc_xts *x, uint64_t unit, uint8_t *buf, size_t len)
 {
-	return vmc_xts_unit(x, true, unit, buf, len);
+	return vmc_xts_unit(x, true, unit, buf, buf, len);
 }
 
 int vmc_xts_decrypt_unit(struct vmc_xts *x, uint64_t unit, uint8_t *buf, size_t len)
 {
-	return vmc_xts_unit(x, false, unit, buf, len);
+	return vmc_xts_unit(x, false, unit, buf, buf, len);
+}
+
+int vmc_xts_encrypt_unit_to(struct vmc_xts *x, uint64_t unit, const uint8_t *in, uint8_t *out,
+			    size_t len)
+{
+	return vmc_xts_unit(x, true, unit, in, out, len);
 }
 
 /* --- AES-256-GCM ---------------------------------------------------------- */

@@ -56,6 +56,9 @@ void vmc_xts_free(struct vmc_xts *x);
  */
 int vmc_xts_encrypt_unit(struct vmc_xts *x, uint64_t unit, uint8_t *buf, size_t len);
 int vmc_xts_decrypt_unit(struct vmc_xts *x, uint64_t unit, uint8_t *buf, size_t len);
+/* Encrypt from @in to @out (distinct buffers): saves the copy of an in-place call. */
+int vmc_xts_encrypt_unit_to(struct vmc_xts *x, uint64_t unit, const uint8_t *in, uint8_t *out,
+			    size_t len);
 
 /* AES-256-GCM with a 96-bit nonce. open returns -EBADMSG on a bad tag. */
 int vmc_gcm_seal(const uint8_t key[32], const uint8_t nonce[12], const void *aad,

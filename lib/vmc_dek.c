@@ -130,6 +130,27 @@ static int dek_transform(struct vmc_dek *d, bool enc, uint64_t unit, uint8_t *bu
 	return r;
 }
 
+int vmc_dek_encrypt_to(struct vmc_dek *d, uint64_t unit, const uint8_t *in, uint8_t *out,
+		       size_t len)
+{
+	struct vmc_xts *x = dek_acquire(d);
+	int r = 0;
+
+	if (!x)
+		return -ENOMEM;
+	while (len && !r) {
+		size_t n = len < VMC_FMT_UNIT_SIZE ? len : VMC_FMT_UNIT_SIZE;
+
+		r = vmc_xts_encrypt_unit_to(x, unit, in, out, n);
+		in += n;
+		out += n;
+		len -= n;
+		unit++;
+	}
+	dek_release(d, x);
+	return r;
+}
+
 int vmc_dek_encrypt(struct vmc_dek *d, uint64_t unit, uint8_t *buf, size_t len)
 {
 	return dek_transform(d, true, unit, buf, len);

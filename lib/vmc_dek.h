@@ -37,6 +37,9 @@ int vmc_dek_generate(uint8_t key[VMC_FMT_DEK_LEN]);
  */
 int vmc_dek_encrypt(struct vmc_dek *d, uint64_t unit, uint8_t *buf, size_t len);
 int vmc_dek_decrypt(struct vmc_dek *d, uint64_t unit, uint8_t *buf, size_t len);
+/* Encrypt @len bytes from @in into @out (no overlap), units as above. */
+int vmc_dek_encrypt_to(struct vmc_dek *d, uint64_t unit, const uint8_t *in, uint8_t *out,
+		       size_t len);
 
 /* True when a ciphertext unit of @len bytes is a hole. */
 int vmc_unit_is_hole(const uint8_t *buf, size_t len);
