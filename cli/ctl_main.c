@@ -53,6 +53,7 @@ static const char usage_text[] =
 	"  events [--follow] [--since TIME] [--vm VMDIR]\n"
 	"                                      the audit trail\n"
 	"  encryption-mode on|off [--provider NAME]\n"
+	"  metrics                             counters in the Prometheus text format\n"
 	"\n"
 	"Options:\n"
 	"  -m, --mount MOUNTPOINT   the datastore (default: the only vmcryptfs mount)\n"
@@ -794,6 +795,29 @@ static int cmd_events(int argc, char **argv)
 	return r;
 }
 
+static int cmd_metrics(int argc, char **argv)
+{
+	static const char help[] =
+		"usage: vmcryptfs-ctl metrics\n"
+		"The datastore's counters in the Prometheus text format: bytes and operations\n"
+		"read and written, cipher throughput, errors by kind, encrypted and locked VMs,\n"
+		"key-provider calls, failures and round-trip times, rekeys and conversions.\n";
+	json_object *res = NULL;
+	int r;
+
+	if (want_help(argc, argv, help))
+		return 0;
+	r = call("metrics", json_object_new_object(), &res, false);
+	if (r)
+		return r;
+	if (g.json)
+		print_json(res);
+	else
+		fputs(jget(res, "text"), stdout);
+	json_object_put(res);
+	return 0;
+}
+
 static int cmd_mode(int argc, char **argv)
 {
 	static const char help[] =
@@ -890,6 +914,8 @@ int main(int argc, char **argv)
 		return cmd_events(argc, argv);
 	if (!strcmp(verb, "encryption-mode"))
 		return cmd_mode(argc, argv);
+	if (!strcmp(verb, "metrics"))
+		return cmd_metrics(argc, argv);
 	if (!strcmp(verb, "help")) {
 		fputs(usage_text, stdout);
 		return 0;

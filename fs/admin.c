@@ -7,6 +7,7 @@
 #include "audit.h"
 #include "ctl.h"
 #include "vmcfs.h"
+#include "metrics.h"
 #include "vmc_backup.h"
 #include "vmc_crypto.h"
 #include "vmc_ctlproto.h"
@@ -679,5 +680,19 @@ int verb_encryption_mode(struct ctl_conn *c, json_object *args, json_object *res
 		return ctl_fail(c, -EINVAL, "mode must be \"on\" or \"off\"");
 	}
 	jstr(result, "encryption_mode", mode);
+	return 0;
+}
+
+/* --- metrics ---------------------------------------------------------------- */
+
+int verb_metrics(struct ctl_conn *c, json_object *args, json_object *result)
+{
+	char *text = NULL;
+	int r = vmc_metrics_render(&text);
+
+	if (r)
+		return ctl_fail(c, r, "cannot render the metrics");
+	json_object_object_add(result, "text", json_object_new_string(text));
+	free(text);
 	return 0;
 }

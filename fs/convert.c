@@ -20,6 +20,7 @@
 #include "audit.h"
 #include "ctl.h"
 #include "vmcfs.h"
+#include "metrics.h"
 #include "vmc_class.h"
 #include "vmc_crypto.h"
 #include "vmc_ctlproto.h"
@@ -622,6 +623,7 @@ static int run_job(struct conv_job *j)
 	r = vmc_vm_busy_set(vst.st_dev, vst.st_ino, true);
 	if (r)
 		return ctl_fail(j->c, -EBUSY, "%s: another operation is converting this VM", j->vm);
+	atomic_fetch_add(&vmc_metrics.conversions_running, 1);
 	if (vmc_inode_open_under(vst.st_dev, vst.st_ino)) {
 		r = ctl_fail(j->c, -EBUSY, "%s: files of the VM are open (power the VM off first)",
 			     j->vm);
@@ -675,6 +677,9 @@ static int run_job(struct conv_job *j)
 		ctl_progress(j->c, j->total, j->total, NULL, j->nfiles, j->nfiles, true);
 	}
 out:
+	atomic_fetch_sub(&vmc_metrics.conversions_running, 1);
+	if (!r)
+		vmc_metric_add(j->op == CONV_DEEP ? &vmc_metrics.rekeys : &vmc_metrics.conversions, 1);
 	vmc_vm_busy_set(vst.st_dev, vst.st_ino, false);
 	return r;
 }

@@ -22,6 +22,7 @@
  * request.
  */
 #include "vmcfs.h"
+#include "metrics.h"
 #include "vmc_crypto.h"
 #include "vmc_log.h"
 
@@ -30,6 +31,7 @@
 #include <linux/falloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define HDR ((uint64_t)VMC_FMT_HDR_SIZE)
@@ -131,6 +133,21 @@ static inline uint64_t unit_len(uint64_t u, uint64_t size)
 static inline uint64_t min_u64(uint64_t a, uint64_t b)
 {
 	return a < b ? a : b;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Account @len bytes through the cipher since @t0 ([0] encrypt, [1] decrypt). */
+static void cipher_account(int dir, uint64_t len, uint64_t t0)
+{
+	vmc_metric_add(&vmc_metrics.cipher_bytes[dir], len);
+	vmc_metric_add(&vmc_metrics.cipher_ns[dir], mono_ns() - t0);
 }
 
 /* pread that retries short reads and zero-fills what lies past the backing EOF. */
@@ -235,10 +252,12 @@ static int units_write(struct vmc_inode *in, int fd, const uint8_t *src, size_t 
 	uint8_t *out = io_buf(span);
 	struct vmc_dek *dek = in->in_crypt->fc_dek;
 	uint8_t *o = out;
+	uint64_t t0;
 	int r = 0;
 
 	if (!out)
 		return -ENOMEM;
+	t0 = mono_ns();
 	for (uint64_t u = u0; u < u1;) {
 		uint64_t ustart = u << USHIFT, lnew = unit_len(u, new_size);
 		uint64_t a = off > ustart ? off - ustart : 0;          /* covered: [a, b) */
@@ -290,6 +309,7 @@ static int units_write(struct vmc_inode *in, int fd, const uint8_t *src, size_t 
 		o += lnew;
 		u++;
 	}
+	cipher_account(0, span, t0); /* (includes the reads of partial units) */
 	r = pwrite_full(fd, out, span, HDR + (u0 << USHIFT));
 out:
 	return r;
@@ -443,8 +463,12 @@ int vmc_crypt_read(struct vmc_inode *in, int fd, uint8_t **out, size_t size, off
 		goto out;
 	}
 	r = pread_full(fd, buf, end - start, HDR + start);
-	if (!r)
+	if (!r) {
+		uint64_t t0 = mono_ns();
+
 		r = vmc_dek_decrypt(in->in_crypt->fc_dek, u0, buf, end - start);
+		cipher_account(1, end - start, t0);
+	}
 	if (r)
 		goto out;
 	*out = buf + (off - start);

@@ -55,6 +55,7 @@ static const struct ctl_verb ctl_verbs[] = {
 	{ "provider-restore", VMC_PRIV_MANAGE_KEY_SERVERS, verb_provider_restore },
 	{ "events", VMC_PRIV_SYSTEM_VIEW, verb_events },
 	{ "encryption-mode", VMC_PRIV_MANAGE_KEYS, verb_encryption_mode },
+	{ "metrics", VMC_PRIV_SYSTEM_VIEW, verb_metrics },
 };
 
 static struct {

@@ -64,6 +64,7 @@ int verb_provider_backup(struct ctl_conn *c, json_object *args, json_object *res
 int verb_provider_restore(struct ctl_conn *c, json_object *args, json_object *result);
 int verb_events(struct ctl_conn *c, json_object *args, json_object *result);
 int verb_encryption_mode(struct ctl_conn *c, json_object *args, json_object *result);
+int verb_metrics(struct ctl_conn *c, json_object *args, json_object *result);
 /* rekey.c */
 int verb_rekey(struct ctl_conn *c, json_object *args, json_object *result);
 /* convert.c */

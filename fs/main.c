@@ -16,6 +16,7 @@
 #include "vmcfs.h"
 #include "audit.h"
 #include "ctl.h"
+#include "metrics.h"
 #include "vmc_crypto.h"
 #include "vmc_fault.h"
 #include "vmc_log.h"
@@ -44,6 +45,7 @@ struct vmc_opts {
 	char *keyprov_dir;
 	char *log_level;
 	char *ctl_socket;
+	int metrics_port;
 	int writeback;
 	double attr_timeout;
 	double entry_timeout;
@@ -56,6 +58,7 @@ static const struct fuse_opt vmc_opt_spec[] = {
 	VMC_OPT("keyprov_dir=%s", keyprov_dir, 0),
 	VMC_OPT("log_level=%s", log_level, 0),
 	VMC_OPT("ctl_socket=%s", ctl_socket, 0),
+	VMC_OPT("metrics_port=%d", metrics_port, 0),
 	VMC_OPT("writeback", writeback, 1),
 	VMC_OPT("nowriteback", writeback, 0),
 	VMC_OPT("attr_timeout=%lf", attr_timeout, 0),
@@ -85,6 +88,7 @@ static void usage(const char *prog)
 	       "    -o attr_timeout=SEC    attribute cache time (default 1)\n"
 	       "    -o entry_timeout=SEC   name cache time (default 1)\n"
 	       "    -o ctl_socket=PATH     control socket for vmcryptfs-ctl (default under %s)\n"
+	       "    -o metrics_port=N      Prometheus metrics on http://127.0.0.1:N/metrics\n"
 	       "    -o keyprov_dir=PATH    load key-provider plugins from PATH (testing)\n\n",
 	       prog, VMC_DEFAULT_CONFIG, VMC_CTL_DEFAULT_DIR);
 }
@@ -344,6 +348,8 @@ int main(int argc, char *argv[])
 		vmc_err("cannot start the control socket or the audit log; unmounting");
 		goto out_unmount;
 	}
+	if (opts.metrics_port && vmc_metrics_http_start(opts.metrics_port))
+		goto out_unmount;
 	daemon_ready(notify); /* from here on, a daemon logs to syslog */
 	notify = -1;
 	vmc_notice("mounted %s at %s", vmcfs.fs_backing, cmd.mountpoint);
@@ -367,6 +373,7 @@ int main(int argc, char *argv[])
 out_unmount:
 	/* Control operations may notify the kernel through the session: stop
 	 * them (they resume when re-run) before the session goes away. */
+	vmc_metrics_http_stop();
 	vmc_ctl_stop();
 	vmcfs.fs_se = NULL;
 	fuse_session_unmount(se);

@@ -14,6 +14,7 @@
 #include "vmc_log.h"
 #include "vmc_priv.h"
 #include "audit.h"
+#include "metrics.h"
 #include "ctl.h"
 #include "vmc_ctlproto.h"
 
@@ -34,6 +35,13 @@
 static struct vmc_handle *handle_of(struct fuse_file_info *fi)
 {
 	return (struct vmc_handle *)(uintptr_t)fi->fh;
+}
+
+/* Answer with an error (or 0), counting the kinds worth watching. */
+static void reply_err(fuse_req_t req, int err)
+{
+	vmc_metric_error(err);
+	fuse_reply_err(req, err);
 }
 
 static void proc_path(const struct vmc_inode *in, char *buf, size_t len)
@@ -87,7 +95,7 @@ static void vmc_ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (r)
-		fuse_reply_err(req, -r);
+		reply_err(req, -r);
 	else
 		fuse_reply_entry(req, &e);
 }
@@ -111,7 +119,7 @@ static void vmc_ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	int r = vmc_inode_stat(vmc_inode_of(ino), &st);
 
 	if (r)
-		fuse_reply_err(req, -r);
+		reply_err(req, -r);
 	else
 		fuse_reply_attr(req, &st, vmcfs.fs_attr_timeout);
 }
@@ -345,7 +353,7 @@ static void vmc_ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, in
 	if (!r)
 		r = vmc_inode_stat(in, &st);
 	if (r)
-		fuse_reply_err(req, -r);
+		reply_err(req, -r);
 	else
 		fuse_reply_attr(req, &st, vmcfs.fs_attr_timeout);
 }
@@ -377,7 +385,7 @@ static void reply_new_entry(fuse_req_t req, struct vmc_inode *dir, const char *n
 	if (!r)
 		r = do_lookup(dir, name, &e);
 	if (r)
-		fuse_reply_err(req, -r);
+		reply_err(req, -r);
 	else
 		fuse_reply_entry(req, &e);
 }
@@ -437,7 +445,7 @@ static void vmc_ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const
 	if (!r)
 		r = do_lookup(dir, name, &e);
 	if (r)
-		fuse_reply_err(req, -r);
+		reply_err(req, -r);
 	else
 		fuse_reply_entry(req, &e);
 }
@@ -456,7 +464,7 @@ static void vmc_ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = -errno;
 	if (is_policy_name(name) && r != -EACCES && r != -ENOENT)
 		policy_event(req, "policy-remove", dir, name, r);
-	fuse_reply_err(req, -r);
+	reply_err(req, -r);
 }
 
 /*
@@ -507,7 +515,7 @@ static void vmc_ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = -ENOENT;
 	else if (unlinkat(dir->in_fd, name, AT_REMOVEDIR))
 		r = errno == ENOTEMPTY || errno == EEXIST ? rmdir_vm(dir, name) : -errno;
-	fuse_reply_err(req, -r);
+	reply_err(req, -r);
 }
 
 /* Keep the remembered name of a renamed object current (classification). */
@@ -543,7 +551,7 @@ static void vmc_ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		if (flags & RENAME_EXCHANGE)
 			renamed(dir, name);
 	}
-	fuse_reply_err(req, -r);
+	reply_err(req, -r);
 }
 
 static void vmc_ll_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -552,9 +560,9 @@ static void vmc_ll_readlink(fuse_req_t req, fuse_ino_t ino)
 	ssize_t n = readlinkat(vmc_inode_of(ino)->in_fd, "", buf, sizeof(buf));
 
 	if (n < 0)
-		fuse_reply_err(req, errno);
+		reply_err(req, errno);
 	else if (n == sizeof(buf))
-		fuse_reply_err(req, ENAMETOOLONG);
+		reply_err(req, ENAMETOOLONG);
 	else {
 		buf[n] = '\0';
 		fuse_reply_readlink(req, buf);
@@ -680,20 +688,20 @@ static void vmc_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	int fd, r;
 
 	if (!S_ISREG(in->in_type)) {
-		fuse_reply_err(req, S_ISDIR(in->in_type) ? EISDIR : ENXIO);
+		reply_err(req, S_ISDIR(in->in_type) ? EISDIR : ENXIO);
 		return;
 	}
 	fd = vmc_reopen(in, open_flags(fi->flags));
 	if (fd == -EPERM && (fi->flags & O_NOATIME))
 		fd = vmc_reopen(in, open_flags(fi->flags & ~O_NOATIME));
 	if (fd < 0) {
-		fuse_reply_err(req, -fd);
+		reply_err(req, -fd);
 		return;
 	}
 	r = open_finish(req, in, fd, fi->flags, fi, false);
 	if (r) {
 		close(fd);
-		fuse_reply_err(req, -r);
+		reply_err(req, -r);
 		return;
 	}
 	if (reply_open(req, fi) == -ENOENT)
@@ -708,7 +716,7 @@ static void vmc_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 	int fd, r;
 
 	if (vmc_name_reserved(name)) {
-		fuse_reply_err(req, EPERM);
+		reply_err(req, EPERM);
 		return;
 	}
 	if (is_policy_name(name)) {
@@ -724,14 +732,14 @@ static void vmc_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 			r = mount_require(req, VMC_PRIV_ACCESS, "create", dir, name);
 	}
 	if (r) {
-		fuse_reply_err(req, -r);
+		reply_err(req, -r);
 		return;
 	}
 	fd = openat(dir->in_fd, name,
 		    open_flags(fi->flags) | O_CREAT | (fi->flags & O_EXCL) | O_NOFOLLOW,
 		    mode & 07777);
 	if (fd < 0) {
-		fuse_reply_err(req, errno);
+		reply_err(req, errno);
 		return;
 	}
 	r = set_owner(req, dir, name);
@@ -747,7 +755,7 @@ static void vmc_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 		policy_event(req, "policy-create", dir, name, r);
 	if (r) {
 		close(fd);
-		fuse_reply_err(req, -r);
+		reply_err(req, -r);
 		return;
 	}
 	if (fuse_reply_create(req, &e, fi) == -ENOENT)
@@ -766,10 +774,13 @@ static void vmc_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			size_t n;
 			int r = vmc_crypt_read(in, fd, &p, size, off, &n);
 
-			if (r)
-				fuse_reply_err(req, -r);
-			else
+			if (r) {
+				reply_err(req, -r);
+			} else {
+				vmc_metric_add(&vmc_metrics.read_bytes[1], n);
+				vmc_metric_add(&vmc_metrics.read_ops[1], 1);
 				fuse_reply_buf(req, (const char *)p, n);
+			}
 			return;
 		} else {
 			struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
@@ -783,6 +794,8 @@ static void vmc_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 			bv.buf[0].fd = fd;
 			bv.buf[0].pos = off;
+			vmc_metric_add(&vmc_metrics.read_ops[0], 1);
+			vmc_metric_add(&vmc_metrics.read_bytes[0], size); /* requested */
 			fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 			vmc_rl_unlock(&in->in_rl, &rq);
 			return;
@@ -833,13 +846,18 @@ static ssize_t do_write(struct vmc_inode *in, int fd, const char *buf, size_t si
 static void vmc_ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 			 off_t off, struct fuse_file_info *fi)
 {
-	ssize_t n = do_write(vmc_inode_of(ino), handle_of(fi)->fh_fd, buf, size, off,
-			     fuse_req_ctx(req)->uid, fuse_req_ctx(req)->gid);
+	struct vmc_inode *in = vmc_inode_of(ino);
+	ssize_t n = do_write(in, handle_of(fi)->fh_fd, buf, size, off, fuse_req_ctx(req)->uid,
+			     fuse_req_ctx(req)->gid);
+	int k = atomic_load(&in->in_enc) == VMC_ENC_CRYPT;
 
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else
+	if (n < 0) {
+		reply_err(req, (int)-n);
+	} else {
+		vmc_metric_add(&vmc_metrics.write_bytes[k], (uint64_t)n);
+		vmc_metric_add(&vmc_metrics.write_ops[k], 1);
 		fuse_reply_write(req, (size_t)n);
+	}
 }
 
 static void vmc_ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -847,7 +865,7 @@ static void vmc_ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	/* close() of a duplicate flushes what a network backing store buffers. */
 	int r = close(dup(handle_of(fi)->fh_fd));
 
-	fuse_reply_err(req, r ? errno : 0);
+	reply_err(req, r ? errno : 0);
 }
 
 static void vmc_ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -861,7 +879,7 @@ static void vmc_ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	pthread_mutex_unlock(&in->in_lock);
 	close(h->fh_fd);
 	free(h);
-	fuse_reply_err(req, 0);
+	reply_err(req, 0);
 }
 
 static void vmc_ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -869,7 +887,7 @@ static void vmc_ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fu
 	int fd = handle_of(fi)->fh_fd;
 	int r = datasync ? fdatasync(fd) : fsync(fd);
 
-	fuse_reply_err(req, r ? errno : 0);
+	reply_err(req, r ? errno : 0);
 }
 
 static int do_fallocate(struct vmc_inode *in, int fd, int mode, off_t off, off_t len, uid_t uid,
@@ -914,7 +932,7 @@ static int do_fallocate(struct vmc_inode *in, int fd, int mode, off_t off, off_t
 static void vmc_ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			     struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, -do_fallocate(vmc_inode_of(ino), handle_of(fi)->fh_fd, mode, off, len,
+	reply_err(req, -do_fallocate(vmc_inode_of(ino), handle_of(fi)->fh_fd, mode, off, len,
 					  fuse_req_ctx(req)->uid, fuse_req_ctx(req)->gid));
 }
 
@@ -933,7 +951,7 @@ static void vmc_ll_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 			r = -errno;
 	}
 	if (r < 0)
-		fuse_reply_err(req, (int)-r);
+		reply_err(req, (int)-r);
 	else
 		fuse_reply_lseek(req, r);
 }
@@ -952,7 +970,7 @@ static void vmc_ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	int fd;
 
 	if (!d) {
-		fuse_reply_err(req, ENOMEM);
+		reply_err(req, ENOMEM);
 		return;
 	}
 	fd = openat(vmc_inode_of(ino)->in_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -962,7 +980,7 @@ static void vmc_ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 		if (fd >= 0)
 			close(fd);
 		free(d);
-		fuse_reply_err(req, e);
+		reply_err(req, e);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)d;
@@ -982,7 +1000,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 	int err = 0;
 
 	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+		reply_err(req, ENOMEM);
 		return;
 	}
 	if (offset != d->d_offset) {
@@ -1051,7 +1069,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 	}
 	/* An error after some entries is reported on the next call. */
 	if (err && p == buf)
-		fuse_reply_err(req, err);
+		reply_err(req, err);
 	else
 		fuse_reply_buf(req, buf, size - rem);
 	free(buf);
@@ -1075,7 +1093,7 @@ static void vmc_ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_i
 
 	closedir(d->d_dp);
 	free(d);
-	fuse_reply_err(req, 0);
+	reply_err(req, 0);
 }
 
 static void vmc_ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
@@ -1084,7 +1102,7 @@ static void vmc_ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	int fd = dirfd(((struct vmc_dir *)(uintptr_t)fi->fh)->d_dp);
 	int r = datasync ? fdatasync(fd) : fsync(fd);
 
-	fuse_reply_err(req, r ? errno : 0);
+	reply_err(req, r ? errno : 0);
 }
 
 static void vmc_ll_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -1092,7 +1110,7 @@ static void vmc_ll_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct statvfs sv;
 
 	if (fstatvfs(vmc_inode_of(ino)->in_fd, &sv))
-		fuse_reply_err(req, errno);
+		reply_err(req, errno);
 	else
 		fuse_reply_statfs(req, &sv);
 }
@@ -1105,11 +1123,11 @@ static void vmc_ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, co
 	char path[64];
 
 	if (ino == FUSE_ROOT_ID && !strcmp(name, VMC_CTL_XATTR)) {
-		fuse_reply_err(req, EPERM);
+		reply_err(req, EPERM);
 		return;
 	}
 	proc_path(vmc_inode_of(ino), path, sizeof(path));
-	fuse_reply_err(req, setxattr(path, name, value, size, flags) ? errno : 0);
+	reply_err(req, setxattr(path, name, value, size, flags) ? errno : 0);
 }
 
 /* getxattr/listxattr: a size of 0 asks for the size only. */
@@ -1122,13 +1140,13 @@ static void reply_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	if (size) {
 		buf = malloc(size);
 		if (!buf) {
-			fuse_reply_err(req, ENOMEM);
+			reply_err(req, ENOMEM);
 			return;
 		}
 	}
 	n = name ? getxattr(path, name, buf, size) : listxattr(path, buf, size);
 	if (n < 0)
-		fuse_reply_err(req, errno);
+		reply_err(req, errno);
 	else if (size)
 		fuse_reply_buf(req, buf, (size_t)n);
 	else
@@ -1146,7 +1164,7 @@ static void vmc_ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, si
 		if (!size)
 			fuse_reply_xattr(req, len);
 		else if (size < len)
-			fuse_reply_err(req, ERANGE);
+			reply_err(req, ERANGE);
 		else
 			fuse_reply_buf(req, p, len);
 		return;
@@ -1164,7 +1182,7 @@ static void vmc_ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	char path[64];
 
 	proc_path(vmc_inode_of(ino), path, sizeof(path));
-	fuse_reply_err(req, removexattr(path, name) ? errno : 0);
+	reply_err(req, removexattr(path, name) ? errno : 0);
 }
 
 /* --- session -------------------------------------------------------------- */

@@ -17,6 +17,7 @@
 #include "audit.h"
 #include "ctl.h"
 #include "vmcfs.h"
+#include "metrics.h"
 #include "vmc_crypto.h"
 #include "vmc_ctlproto.h"
 #include "vmc_header.h"
@@ -260,9 +261,11 @@ static int rekey_shallow(struct ctl_conn *c, int vmfd, const char *vm, const cha
 	uint64_t t0 = now_ms();
 	int r;
 
+	atomic_fetch_add(&vmc_metrics.rekeys_running, 1);
 	pthread_mutex_lock(&vmcfs.fs_vm_lock);
 	r = vmc_vmstate_read(vmfd, VMC_FMT_STATE_NAME, &st, err, sizeof(err));
 	if (r) {
+		atomic_fetch_sub(&vmc_metrics.rekeys_running, 1);
 		pthread_mutex_unlock(&vmcfs.fs_vm_lock);
 		return ctl_fail(c, r == -ENOENT ? -ENOENT : -EIO, "%s: %s", vm,
 				r == -ENOENT ? "not an encrypted VM" : err);
@@ -335,6 +338,9 @@ static int rekey_shallow(struct ctl_conn *c, int vmfd, const char *vm, const cha
 	json_object_object_add(out, "files", json_object_new_int(j.files));
 	json_object_object_add(out, "milliseconds", json_object_new_int64((int64_t)(now_ms() - t0)));
 audit:
+	atomic_fetch_sub(&vmc_metrics.rekeys_running, 1);
+	if (!r)
+		vmc_metric_add(&vmc_metrics.rekeys, 1);
 	vmc_audit(&(struct vmc_event){ .op = "rekey", .uid = c->cc_uid, .vm = vm,
 				       .provider = k ? k->kek_provider : old_prov, .key_from = old_id,
 				       .key_to = k ? k->kek_id : NULL, .from = old_prov,

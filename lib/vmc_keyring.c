@@ -35,6 +35,21 @@
 #define KR_RETRY_NS (2ull * 1000000000ull) /* failures are remembered for 2 s */
 #define KR_MSG_MAX 512
 
+/*
+ * The plugin table with the optional list_keys operation appended, as
+ * proposed for the key-provider ABI (docs/vmcryptfs-util.8, KEYS UNUSED):
+ * until keyprov/vmcryptfs_keyprov.h declares it as the last member of struct
+ * vmc_kp_ops, the keyring reads it through this view. The layout is the same
+ * (a function pointer right after the last one), and a plugin's struct_size
+ * tells whether it has the member, so ABI 1 plugins keep working unchanged.
+ */
+struct kr_ops_list {
+	struct vmc_kp_ops base;
+	int (*list_keys)(void *inst, const char *label_prefix,
+			 int (*cb)(void *arg, const char *id, const char *label), void *arg,
+			 char *err);
+};
+
 struct kr_plugin {
 	char *type;
 	void *dl;
@@ -56,6 +71,7 @@ struct kr_provider {
 	uint64_t kp_down_ns;
 	int kp_down_err;
 	char kp_down_msg[KR_MSG_MAX];
+	struct vmc_kp_stats kp_stats; /* kr_lock */
 };
 
 /* One cache entry: a KEK's derived keys, or a remembered failure. */
@@ -486,11 +502,17 @@ static void forget_failures(struct vmc_keyring *kr, struct kr_provider *p)
  * down for a while; any answer (even "no such key") marks it up.
  */
 static void provider_health(struct vmc_keyring *kr, struct kr_provider *p, int r,
-			    const char *msg)
+			    const char *msg, uint64_t t0)
 {
+	double secs = (double)(now_ns() - t0) / 1e9;
 	bool was_down;
 
 	pthread_mutex_lock(&kr->kr_lock);
+	p->kp_stats.calls++;
+	p->kp_stats.failures += r != 0;
+	p->kp_stats.transient += vmc_kp_error_transient(r);
+	p->kp_stats.seconds += secs;
+	p->kp_stats.last_seconds = secs;
 	was_down = p->kp_down_err != 0;
 	if (vmc_kp_error_transient(r)) {
 		p->kp_down_err = r;
@@ -513,6 +535,7 @@ int vmc_keyring_get(struct vmc_keyring *kr, const char *provider, const char *id
 	char perr[VMC_KP_ERR_MAX] = "";
 	uint8_t *kek;
 	struct vmc_kek *k = NULL;
+	uint64_t t0;
 	int r;
 
 	if (!p) {
@@ -549,11 +572,12 @@ int vmc_keyring_get(struct vmc_keyring *kr, const char *provider, const char *id
 	kek = vmc_secret_alloc(VMC_KP_KEK_LEN);
 	if (!kek)
 		return -ENOMEM;
+	t0 = now_ns();
 	r = call_provider(p, false, id, NULL, kek, perr);
 	if (!r)
 		r = vmc_kek_derive(provider, id, kek, &k);
 	vmc_secret_free(kek, VMC_KP_KEK_LEN);
-	provider_health(kr, p, r, perr);
+	provider_health(kr, p, r, perr, t0);
 	if (r) {
 		snprintf(err, errlen, "key provider \"%s\", key %s: %s", provider, id,
 			 perr[0] ? perr : strerror(-r));
@@ -571,6 +595,7 @@ int vmc_keyring_create(struct vmc_keyring *kr, const char *provider, const char 
 	struct kr_provider *p = provider_find(kr, provider);
 	char perr[VMC_KP_ERR_MAX] = "", id[VMC_KP_ID_MAX] = "";
 	struct vmc_kek *k = NULL;
+	uint64_t t0;
 	uint8_t *kek;
 	int r;
 
@@ -581,6 +606,7 @@ int vmc_keyring_create(struct vmc_keyring *kr, const char *provider, const char 
 	kek = vmc_secret_alloc(VMC_KP_KEK_LEN);
 	if (!kek)
 		return -ENOMEM;
+	t0 = now_ns();
 	r = call_provider(p, true, label, id, kek, perr);
 	if (!r && (!memchr(id, '\0', sizeof(id)) || !id[0] || strlen(id) >= VMC_FMT_KEKID_MAX)) {
 		snprintf(perr, sizeof(perr), "provider returned an invalid key id");
@@ -589,7 +615,7 @@ int vmc_keyring_create(struct vmc_keyring *kr, const char *provider, const char 
 	if (!r)
 		r = vmc_kek_derive(provider, id, kek, &k);
 	vmc_secret_free(kek, VMC_KP_KEK_LEN);
-	provider_health(kr, p, r, perr);
+	provider_health(kr, p, r, perr, t0);
 	if (r) {
 		snprintf(err, errlen, "key provider \"%s\": cannot create a key: %s", provider,
 			 perr[0] ? perr : strerror(-r));
@@ -685,6 +711,7 @@ int vmc_keyring_test(struct vmc_keyring *kr, const char *name,
 {
 	struct kr_provider *p = provider_find(kr, name);
 	char perr[VMC_KP_ERR_MAX] = "";
+	uint64_t t0;
 	bool serial;
 	int r;
 
@@ -698,6 +725,7 @@ int vmc_keyring_test(struct vmc_keyring *kr, const char *name,
 		return -EOPNOTSUPP;
 	}
 	serial = p->plugin->ops->flags & VMC_KP_F_SERIALIZE;
+	t0 = now_ns();
 	if (serial)
 		pthread_mutex_lock(&p->kp_serial);
 	r = p->plugin->ops->test(p->inst, report, arg, perr);
@@ -705,7 +733,7 @@ int vmc_keyring_test(struct vmc_keyring *kr, const char *name,
 		pthread_mutex_unlock(&p->kp_serial);
 	if (r)
 		snprintf(err, errlen, "%s", perr[0] ? perr : strerror(-r));
-	provider_health(kr, p, r, perr);
+	provider_health(kr, p, r, perr, t0);
 	return r > 0 ? -EIO : r;
 }
 
@@ -724,4 +752,52 @@ int vmc_keyring_health(struct vmc_keyring *kr, const char *name, char *msg, size
 	}
 	pthread_mutex_unlock(&kr->kr_lock);
 	return r;
+}
+
+int vmc_keyring_list(struct vmc_keyring *kr, const char *name, const char *prefix,
+		     vmc_keyring_list_fn cb, void *arg, char *err, size_t errlen)
+{
+	struct kr_provider *p = provider_find(kr, name);
+	const struct kr_ops_list *ops;
+	char perr[VMC_KP_ERR_MAX] = "";
+	uint64_t t0;
+	bool serial;
+	int r;
+
+	if (!p) {
+		snprintf(err, errlen, "key provider \"%s\" is not configured", name);
+		return -ENOENT;
+	}
+	ops = (const struct kr_ops_list *)p->plugin->ops;
+	if (ops->base.struct_size < offsetof(struct kr_ops_list, list_keys) + sizeof(void *) ||
+	    !ops->list_keys) {
+		snprintf(err, errlen, "key provider \"%s\" (type %s) cannot list its keys", name,
+			 ops->base.type);
+		return -EOPNOTSUPP;
+	}
+	serial = ops->base.flags & VMC_KP_F_SERIALIZE;
+	t0 = now_ns();
+	if (serial)
+		pthread_mutex_lock(&p->kp_serial);
+	r = ops->list_keys(p->inst, prefix ? prefix : "", cb, arg, perr);
+	if (serial)
+		pthread_mutex_unlock(&p->kp_serial);
+	if (r < 0) {
+		snprintf(err, errlen, "key provider \"%s\": %s", name,
+			 perr[0] ? perr : strerror(-r));
+		provider_health(kr, p, r, perr, t0);
+	}
+	return r;
+}
+
+int vmc_keyring_stats(struct vmc_keyring *kr, const char *name, struct vmc_kp_stats *st)
+{
+	struct kr_provider *p = provider_find(kr, name);
+
+	if (!p)
+		return -ENOENT;
+	pthread_mutex_lock(&kr->kr_lock);
+	*st = p->kp_stats;
+	pthread_mutex_unlock(&kr->kr_lock);
+	return 0;
 }

@@ -86,6 +86,16 @@ enum vmc_kek_state vmc_keyring_peek(struct vmc_keyring *kr, const char *provider
  */
 int vmc_keyring_health(struct vmc_keyring *kr, const char *name, char *msg, size_t msglen);
 
+/* Calls made to a provider since start (for metrics). */
+struct vmc_kp_stats {
+	uint64_t calls;        /* create_key, get_key and test calls */
+	uint64_t failures;     /* of which failed */
+	uint64_t transient;    /* of which failed because it was unreachable */
+	double seconds;        /* total time spent in those calls */
+	double last_seconds;   /* the last call's round trip */
+};
+int vmc_keyring_stats(struct vmc_keyring *kr, const char *name, struct vmc_kp_stats *st);
+
 /* Provider @name: its type, plugin version and flags; -ENOENT if unknown. */
 int vmc_keyring_provider_info(struct vmc_keyring *kr, const char *name, const char **type,
 			      const char **version, uint32_t *flags);
@@ -93,6 +103,25 @@ int vmc_keyring_provider_info(struct vmc_keyring *kr, const char *name, const ch
 int vmc_keyring_test(struct vmc_keyring *kr, const char *name,
 		     void (*report)(void *arg, const char *line), void *arg, char *err,
 		     size_t errlen);
+
+/*
+ * One key a provider lists: its id and the label it was created with (NULL
+ * when the provider keeps none). A non-zero return stops the listing and is
+ * what vmc_keyring_list returns.
+ */
+typedef int (*vmc_keyring_list_fn)(void *arg, const char *id, const char *label);
+
+/*
+ * Enumerate the keys provider @name holds whose label starts with @prefix
+ * ("" or NULL: all), for instance "vmcryptfs-" for the keys vmcryptfs made
+ * (the daemon labels them vmcryptfs-vm-UUID[-N] and vmcryptfs-ds-UUID).
+ * Needs the optional plugin operation list_keys (a plugin whose struct_size
+ * ends before it lacks it): -EOPNOTSUPP with a message when the plugin has
+ * none (the native provider derives its keys and has nothing to list),
+ * -ENOENT for an unknown provider, or the provider's error.
+ */
+int vmc_keyring_list(struct vmc_keyring *kr, const char *name, const char *prefix,
+		     vmc_keyring_list_fn cb, void *arg, char *err, size_t errlen);
 
 /* Take / release a reference. */
 struct vmc_kek *vmc_kek_get(struct vmc_kek *k);
