@@ -34,6 +34,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct vmcfs vmcfs;
@@ -46,6 +47,7 @@ struct vmc_opts {
 	char *log_level;
 	char *ctl_socket;
 	int metrics_port;
+	int wait_providers;
 	int writeback;
 	double attr_timeout;
 	double entry_timeout;
@@ -59,6 +61,7 @@ static const struct fuse_opt vmc_opt_spec[] = {
 	VMC_OPT("log_level=%s", log_level, 0),
 	VMC_OPT("ctl_socket=%s", ctl_socket, 0),
 	VMC_OPT("metrics_port=%d", metrics_port, 0),
+	VMC_OPT("wait_providers=%d", wait_providers, 0),
 	VMC_OPT("writeback", writeback, 1),
 	VMC_OPT("nowriteback", writeback, 0),
 	VMC_OPT("attr_timeout=%lf", attr_timeout, 0),
@@ -89,6 +92,8 @@ static void usage(const char *prog)
 	       "    -o entry_timeout=SEC   name cache time (default 1)\n"
 	       "    -o ctl_socket=PATH     control socket for vmcryptfs-ctl (default under %s)\n"
 	       "    -o metrics_port=N      Prometheus metrics on http://127.0.0.1:N/metrics\n"
+	       "    -o wait_providers=SEC  before mounting, wait up to SEC seconds until every\n"
+	       "                           remote key provider answers its health check\n"
 	       "    -o keyprov_dir=PATH    load key-provider plugins from PATH (testing)\n\n",
 	       prog, VMC_DEFAULT_CONFIG, VMC_CTL_DEFAULT_DIR);
 }
@@ -103,6 +108,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	}
 	if (key == FUSE_OPT_KEY_OPT && !strncmp(arg, "x-", 2))
 		return 0; /* x-systemd.* and friends */
+	if (key == FUSE_OPT_KEY_OPT && !*arg)
+		return 0; /* "-o a,,b" or "-o a," from an empty ${OPTIONS} */
 	return 1;
 }
 
@@ -138,6 +145,50 @@ static int check_key_files(const char *backing)
 		}
 	}
 	return 0;
+}
+
+static void discard_line(void *arg, const char *line)
+{
+	(void)arg;
+	vmc_dbg("provider check: %s", line);
+}
+
+/*
+ * At boot the key server may come up after us: wait (bounded) until each
+ * remote provider answers, so VMs start unlocked. A native provider has
+ * nothing to wait for. Mounting goes ahead after the time-out regardless:
+ * VMs of an unreachable provider are locked until it answers.
+ */
+static void wait_providers(int seconds)
+{
+	time_t deadline = time(NULL) + seconds;
+
+	for (size_t i = 0; i < vmcfs.fs_cfg->nproviders; i++) {
+		const char *name = vmcfs.fs_cfg->providers[i].name, *type, *version;
+		char err[512];
+		uint32_t flags;
+		int r;
+
+		if (vmc_keyring_provider_info(vmcfs.fs_keyring, name, &type, &version, &flags) ||
+		    !(flags & VMC_KP_F_REMOTE))
+			continue;
+		for (;;) {
+			r = vmc_keyring_test(vmcfs.fs_keyring, name, discard_line, NULL, err,
+					     sizeof(err));
+			if (!r || r == -EOPNOTSUPP) {
+				vmc_notice("key provider \"%s\" is reachable", name);
+				break;
+			}
+			if (time(NULL) >= deadline) {
+				vmc_warn("key provider \"%s\" still unreachable after %d s (%s); "
+					 "mounting anyway: its VMs stay locked until it answers", name,
+					 seconds, err);
+				break;
+			}
+			vmc_info("waiting for key provider \"%s\": %s", name, err);
+			sleep(2);
+		}
+	}
 }
 
 static int fs_setup(struct vmc_opts *o)
@@ -199,6 +250,8 @@ static int fs_setup(struct vmc_opts *o)
 		vmc_err("%s", err);
 		return r;
 	}
+	if (o->wait_providers > 0)
+		wait_providers(o->wait_providers);
 	vmc_info("datastore %s: configuration %s, %zu key provider(s), %zu policy(ies)", real,
 		 vmcfs.fs_cfg->source, vmcfs.fs_cfg->nproviders, vmcfs.fs_cfg->npolicies);
 	return 0;
