@@ -8,6 +8,7 @@
 #include "vmc_log.h"
 #include "vmc_paths.h"
 #include "vmc_priv.h"
+#include "vmc_pwkek.h"
 
 #include <confuse.h>
 #include <ctype.h>
@@ -393,6 +394,12 @@ static int config_build(cfg_t *root, struct vmc_config *c, char *err, size_t err
 		if (!name_ok(p->name, VMC_FMT_PROVIDER_MAX)) {
 			snprintf(err, errlen, "%s:%d: key-provider \"%s\": a name is 1-63 letters, "
 				 "digits, '.', '_' or '-'", c->source, sec->line, p->name);
+			return -EINVAL;
+		}
+		if (!strcmp(p->name, VMC_PWKEK_PROVIDER)) {
+			snprintf(err, errlen, "%s:%d: key-provider \"%s\": the name is reserved for "
+				 "files sealed under a password (vmcryptfs-util coredump export); "
+				 "choose another name", c->source, sec->line, p->name);
 			return -EINVAL;
 		}
 		if (!type || !name_ok(type, 33)) {

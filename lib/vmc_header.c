@@ -12,6 +12,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -310,4 +311,107 @@ uint64_t vmc_hdr_max_generation(const struct vmc_hdr *h)
 		if (h->slots[i].status == VMC_SLOT_OK && h->slots[i].generation > g)
 			g = h->slots[i].generation;
 	return g;
+}
+
+/* --- examining a header for tools -------------------------------------------- */
+
+__attribute__((format(printf, 2, 3)))
+static void problem(struct vmc_hdr_report *rep, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (rep->nproblems == VMC_HDR_PROBLEMS_MAX)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(rep->problems[rep->nproblems++], sizeof(rep->problems[0]), fmt, ap);
+	va_end(ap);
+}
+
+/* Whether bytes [@off, @off + @n) of a @len-byte header are present and zero. */
+static bool zero_within(const uint8_t *b, size_t len, size_t off, size_t n)
+{
+	if (off >= len)
+		return true; /* absent: truncation is reported on its own */
+	return vmc_fmt_is_zero(b + off, off + n <= len ? n : len - off);
+}
+
+int vmc_hdr_examine(struct vmc_hdr *h, const void *buf, size_t len, struct vmc_hdr_report *rep)
+{
+	static const size_t slots_off = offsetof(struct vmc_fmt_file_header, slots);
+	const struct vmc_fmt_file_fixed *f = &h->raw.fixed;
+	const uint8_t *b = (const uint8_t *)&h->raw;
+	size_t n = len < VMC_FMT_HDR_SIZE ? len : VMC_FMT_HDR_SIZE;
+	uint8_t sum[VMC_SHA256_LEN];
+	int usable = 0, present = 0;
+
+	memset(rep, 0, sizeof(*rep));
+	rep->verdict = vmc_hdr_parse(h, buf, len, rep->verdict_msg, sizeof(rep->verdict_msg));
+	if (rep->verdict) {
+		/* vmc_hdr_parse cleared @h; decode what is there, as found. */
+		memset(h, 0, sizeof(*h));
+		memcpy(&h->raw, buf, n);
+		if (n >= offsetof(struct vmc_fmt_file_fixed, reserved)) {
+			h->version = le16toh(f->prefix.version);
+			h->file_class = f->file_class;
+			h->created = le64toh(f->created);
+		}
+		for (int i = 0; i < VMC_FMT_NSLOTS; i++)
+			if (n >= slots_off + (size_t)(i + 1) * sizeof(struct vmc_fmt_slot))
+				slot_parse(&h->raw.slots[i], &h->slots[i]);
+	} else {
+		rep->verdict_msg[0] = '\0';
+	}
+	rep->truncated = len < VMC_FMT_HDR_SIZE;
+	if (rep->truncated)
+		problem(rep, "truncated: %zu of %u header bytes", len, VMC_FMT_HDR_SIZE);
+	if (n >= sizeof(f->prefix)) {
+		if (memcmp(f->prefix.magic, VMC_FMT_MAGIC, VMC_FMT_MAGIC_LEN))
+			problem(rep, "bad magic");
+		if (le16toh(f->prefix.type) != VMC_FMT_TYPE_FILE)
+			problem(rep, "object type %u is not a file header (1)",
+				le16toh(f->prefix.type));
+		if (le16toh(f->prefix.version) != VMC_FMT_VERSION)
+			problem(rep, "format version %u (this vmcryptfs reads version %u)",
+				le16toh(f->prefix.version), VMC_FMT_VERSION);
+	} else {
+		problem(rep, "too short to hold the magic");
+	}
+	if (n >= sizeof(*f)) {
+		vmc_sha256(f, offsetof(struct vmc_fmt_file_fixed, checksum), sum);
+		rep->fixed_intact = !memcmp(sum, f->checksum, sizeof(sum));
+		if (!rep->fixed_intact)
+			problem(rep, "checksum of the fixed part (bytes 0..223) does not match");
+		if (le16toh(f->header_size) != VMC_FMT_HDR_SIZE || f->unit_shift != VMC_FMT_UNIT_SHIFT ||
+		    f->nslots != VMC_FMT_NSLOTS)
+			problem(rep, "header geometry: size %u, unit shift %u, %u slots "
+				"(expected %u, %u, %u)", le16toh(f->header_size), f->unit_shift,
+				f->nslots, VMC_FMT_HDR_SIZE, VMC_FMT_UNIT_SHIFT, VMC_FMT_NSLOTS);
+		if (le32toh(f->incompat_flags))
+			problem(rep, "unknown incompatible features 0x%x", le32toh(f->incompat_flags));
+		if (f->cipher != VMC_FMT_CIPHER_AES256_XTS)
+			problem(rep, "unknown cipher %u", f->cipher);
+		if (f->file_class < VMC_FMT_CLASS_DISK || f->file_class > VMC_FMT_CLASS_OTHER)
+			problem(rep, "unknown file class %u", f->file_class);
+	}
+	if (!zero_within(b, n, offsetof(struct vmc_fmt_file_fixed, reserved), sizeof(f->reserved)) ||
+	    !zero_within(b, n, offsetof(struct vmc_fmt_file_header, reserved1),
+			 sizeof(h->raw.reserved1)) ||
+	    !zero_within(b, n, offsetof(struct vmc_fmt_file_header, reserved2),
+			 sizeof(h->raw.reserved2)))
+		problem(rep, "reserved bytes are not zero");
+	for (int i = 0; i < VMC_FMT_NSLOTS; i++) {
+		if (n < slots_off + (size_t)(i + 1) * sizeof(struct vmc_fmt_slot))
+			break;
+		present++;
+		if (h->slots[i].status == VMC_SLOT_OK)
+			usable++;
+		else if (h->slots[i].status == VMC_SLOT_DAMAGED)
+			problem(rep, "key slot %d: %s", i, h->slots[i].damage);
+	}
+	if (present == VMC_FMT_NSLOTS && !usable)
+		problem(rep, "no usable key slot");
+	/* Whatever the checks above missed, the verdict's own words say. */
+	if (rep->verdict && !rep->nproblems)
+		problem(rep, "%s", rep->verdict_msg);
+	return rep->verdict;
 }

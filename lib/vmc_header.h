@@ -83,4 +83,31 @@ uint64_t vmc_hdr_max_generation(const struct vmc_hdr *h);
 
 const char *vmc_class_fmt_name(uint8_t file_class);
 
+/* What vmc_hdr_examine found wrong, beyond its verdict. */
+#define VMC_HDR_PROBLEMS_MAX 12
+struct vmc_hdr_report {
+	int verdict;            /* what vmc_hdr_parse returns for the same bytes */
+	char verdict_msg[256];  /* and its message ("" when the verdict is 0) */
+	bool truncated;         /* fewer than VMC_FMT_HDR_SIZE bytes */
+	bool fixed_intact;      /* bytes 0..223 match the checksum at 224 */
+	unsigned int nproblems; /* entries of @problems, in header order */
+	char problems[VMC_HDR_PROBLEMS_MAX][128];
+};
+
+/*
+ * Describe a header as far as it can be without keys, for inspection tools
+ * (vmcryptfs-util envelope describe, scan). The verdict is vmc_hdr_parse's
+ * (returned, and in @rep), so a tool never calls a header good that the
+ * daemon refuses; but where vmc_hdr_parse stops at the first problem, this
+ * goes on: the fields of the fixed part are decoded into @h as found
+ * (h->version, h->file_class, h->created and the bytes in h->raw, zero past
+ * @len), every key slot within @len is checked on its own (h->slots[]), and
+ * each problem is listed in @rep: truncation, magic, type, version, checksum,
+ * geometry, features, cipher, class, reserved bytes, each damaged slot.
+ * A header that parses but has a damaged slot beside a usable one has
+ * verdict 0 and that slot in @rep->problems. When the verdict is 0, @h is
+ * exactly what vmc_hdr_parse gives.
+ */
+int vmc_hdr_examine(struct vmc_hdr *h, const void *buf, size_t len, struct vmc_hdr_report *rep);
+
 #endif
