@@ -454,6 +454,7 @@ static int server_call(struct kmip *k, struct kmip_server *s, const uint8_t *req
 	if (r) {
 		call_done(k, c);
 		kmip_conn_close(&s->conn);
+		c->maybe_run = true; /* something answered: the request may have run */
 		ERR("not a valid KMIP answer to %s: %s", kmip_op_name(op), why);
 		return r;
 	}

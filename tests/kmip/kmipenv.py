@@ -326,9 +326,10 @@ class BadServer:
     tls-trickle  completes TLS, sends an answer one byte every 0.3 s
     proxy-mute   forwards to @target but drops the server's application data
                  (the request is executed, the answer never arrives)
-    proxy-drop   forwards to @target; closes a connection whose client speaks
-                 again after 0.5 s of silence (a connection the KMS dropped
-                 while it was idle, seen only when the next request is sent)
+    proxy-drop   forwards to @target; closes a connection when its client sends
+                 a request (TLS application data) more than 0.5 s after the
+                 previous one (a connection the KMS dropped while it was idle,
+                 seen only once the next request is on its way)
     """
 
     def __init__(self, mode, certs, target=None):
@@ -442,43 +443,50 @@ class BadServer:
                 except OSError:
                     pass
 
+    @staticmethod
+    def _records(buf, data):
+        """Split a TLS byte stream into whole records: (records, rest)."""
+        buf += data
+        out = []
+        while len(buf) >= 5:
+            n = 5 + int.from_bytes(buf[3:5], "big")
+            if len(buf) < n:
+                break
+            out.append(buf[:n])
+            buf = buf[n:]
+        return out, buf
+
     def _proxy(self, c):
         up = self._track(socket.create_connection(("127.0.0.1", self.target.port), timeout=5))
-        buf_from_server = b""
-        last_client = None
+        from_client, from_server = b"", b""
+        last_app = None   # when the client last sent application data (a request)
         socks = [c, up]
-        while not self.stop_ev.is_set():
-            r, _, _ = select.select(socks, [], [], 0.1)
-            for s in r:
-                data = s.recv(65536)
-                if not data:
-                    c.close()
-                    up.close()
-                    return
-                if s is c:
-                    now = time.monotonic()
-                    if (self.mode == "proxy-drop" and last_client is not None
-                            and now - last_client > 0.5):
-                        c.close()
-                        up.close()
+        try:
+            while not self.stop_ev.is_set():
+                r, _, _ = select.select(socks, [], [], 0.1)
+                for s in r:
+                    data = s.recv(65536)
+                    if not data:
                         return
-                    last_client = now
-                    up.sendall(data)
-                else:
-                    if self.mode == "proxy-mute":
-                        # Pass TLS records except application data (type 23).
-                        buf_from_server += data
-                        while len(buf_from_server) >= 5:
-                            n = 5 + int.from_bytes(buf_from_server[3:5], "big")
-                            if len(buf_from_server) < n:
-                                break
-                            rec, buf_from_server = buf_from_server[:n], buf_from_server[n:]
-                            if rec[0] != 23:
-                                c.sendall(rec)
+                    if s is c:
+                        recs, from_client = self._records(from_client, data)
+                        for rec in recs:
+                            if rec[0] == 23:    # application data: a request
+                                now = time.monotonic()
+                                if (self.mode == "proxy-drop" and last_app is not None
+                                        and now - last_app > 0.5):
+                                    return      # closed "while idle"
+                                last_app = now
+                            up.sendall(rec)
                     else:
-                        c.sendall(data)
-        c.close()
-        up.close()
+                        recs, from_server = self._records(from_server, data)
+                        for rec in recs:
+                            if self.mode == "proxy-mute" and rec[0] == 23:
+                                continue        # the answer is lost
+                            c.sendall(rec)
+        finally:
+            c.close()
+            up.close()
 
     def close(self):
         self.stop_ev.set()

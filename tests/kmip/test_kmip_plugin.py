@@ -87,7 +87,7 @@ def test_open_does_not_touch_the_network(env):
     opens at once; the first request reports them."""
     t = env.tool(["kms.invalid", "[::1]:1", "127.0.0.1:1"], extra=quick())
     assert t.opened.ok, t.opened
-    assert t.opened.ms < 500
+    assert t.opened.ms < 900      # less than one time-out: no network wait
     r = t.get("1")
     assert not r.ok and r.errno_name in ("ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH"), r
     assert "127.0.0.1:1" in r.msg or "kms.invalid" in r.msg, r
