@@ -17,9 +17,12 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import hashlib
+import json
 import os
 import re
 import signal
+import socket as socket_mod
 import struct
 import subprocess
 import time
@@ -206,7 +209,9 @@ class Datastore:
             argv.append("-f")
         return argv + ["-o", ",".join(opts)]
 
-    def mount(self, options=None):
+    def mount(self, options=None, env=None):
+        """Start the daemon; @env: extra environment variables for it (for
+        instance VMCRYPTFS_FAULT, the test crash points of lib/vmc_fault.h)."""
         assert self.proc is None, "already mounted"
         assert DAEMON.exists(), f"{DAEMON} not built (VMC_BUILD_DIR={BUILD_DIR})"
         with open(self.log_path, "ab") as log:
@@ -214,7 +219,8 @@ class Datastore:
                       .encode())
             log.flush()
             self.proc = subprocess.Popen(self.argv(options), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log)
+                                         stdout=log, stderr=log,
+                                         env=dict(os.environ, **env) if env else None)
         self.mounts += 1
         try:
             wait_mounted(self.mnt, proc=self.proc, what=self.log_tail)
@@ -284,6 +290,27 @@ class Datastore:
         if self.proc is not None:
             self.unmount()
         self.check_log()
+
+    def crash(self):
+        """kill -9 the daemon (unless it died already, at a test crash point),
+        clean up its dead mount (lazy unmount) and forget it: the next mount()
+        starts a new daemon on the same backing directory. Returns the
+        daemon's exit status."""
+        assert self.proc is not None, "not mounted"
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=EXIT_TIMEOUT)
+        run(["fusermount3", "-u", "-z", self.mnt], check=False)
+        wait_unmounted(self.mnt)
+        with open(self.log_path, "ab") as log:
+            log.write(f"=== daemon ended with status {proc.returncode} (killed by the test)\n"
+                      .encode())
+        return proc.returncode
+
+    def ctl(self, *args, **kw):
+        """vmcryptfs-ctl on this mount (see ctl())."""
+        return ctl(self.mnt, *args, **kw)
 
     # --- the log -----------------------------------------------------------
     def expect_error(self, substring):
@@ -429,3 +456,238 @@ def fd_open(path, flags, mode=0o644):
 
 
 ENOKEY = errno.ENOKEY
+
+
+# --- vmcryptfs-ctl and the control socket ----------------------------------------
+
+CTL = BUILD_DIR / "cli" / "vmcryptfs-ctl"
+
+# cli/ctl_cli.h: the exit codes of vmcryptfs-ctl
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+EXIT_PERM = 3
+EXIT_NOTFOUND = 4
+EXIT_BUSY = 5
+EXIT_KEY = 6
+EXIT_NOSPACE = 7
+EXIT_NODAEMON = 8
+EXIT_PARTIAL = 9
+EXIT_UNHEALTHY = 10
+
+# lib/vmc_format.h: vmcryptfs' own names in the backing store
+JOURNAL_NAME = ".vmcrypt.journal"
+CONV_TMP_NAME = ".vmcrypt.conv.tmp"
+DATASTORE_NAME = ".vmcrypt.datastore"
+
+
+def ctl_config_text(keyfile, audit_log, extra="", syslog=False, remotes=()):
+    """config_text() plus an audit section (JSON-lines log @audit_log, local
+    syslog and remote targets as given) and @extra."""
+    remote = ""
+    if remotes:
+        remote = "\tremote = {" + ", ".join(f'"{r}"' for r in remotes) + "}\n"
+    return config_text(keyfile, "audit {\n"
+                       f'\tlog = "{audit_log}"\n'
+                       f"\tsyslog = {'true' if syslog else 'false'}\n"
+                       + remote + "}\n" + extra)
+
+
+class CtlResult:
+    """What one vmcryptfs-ctl run gave: rc, out, err, and .json (the parsed
+    stdout when --json was given and it parsed, else None)."""
+
+    def __init__(self, argv, p, want_json):
+        self.argv, self.rc, self.out, self.err = argv, p.returncode, p.stdout, p.stderr
+        self.json = None
+        if want_json and p.stdout.strip():
+            try:
+                self.json = json.loads(p.stdout)
+            except ValueError:
+                pass
+
+    def __repr__(self):
+        return (f"vmcryptfs-ctl {' '.join(map(str, self.argv[1:]))}: exit {self.rc}\n"
+                f"--- stdout ---\n{self.out}\n--- stderr ---\n{self.err}")
+
+
+def ctl(mnt, *args, json_out=True, rc=0, timeout=300, socket=None, **kw):
+    """Run `vmcryptfs-ctl -m MNT [--json] ARGS` (or -s SOCKET); the exit
+    status must be @rc unless @rc is None. Extra keyword arguments go to
+    subprocess (user=, group=, extra_groups=, env=...)."""
+    argv = [str(CTL)] + (["-s", str(socket)] if socket else ["-m", str(mnt)])
+    argv += (["--json"] if json_out else []) + [str(a) for a in args]
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    p = subprocess.run(argv, timeout=timeout, text=True, **kw)
+    res = CtlResult(argv, p, json_out)
+    if rc is not None:
+        assert res.rc == rc, f"expected exit {rc}\n{res!r}"
+    return res
+
+
+def ctl_request(sock_path, payload, timeout=20.0, on_line=None):
+    """Send one raw request (bytes, str, or an object turned into JSON and a
+    newline) to the control socket @sock_path and read JSON lines until one
+    has "ok" or the daemon closes. Returns (final object or None, [every
+    parsed line], raw bytes). @on_line(obj) sees each line as it arrives."""
+    if isinstance(payload, (dict, list)):
+        payload = (json.dumps(payload) + "\n").encode()
+    elif isinstance(payload, str):
+        payload = payload.encode()
+    s = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM)
+    s.connect(str(sock_path))           # blocking: waits while the listen backlog is full
+    s.settimeout(timeout)
+    raw = b""
+    lines = []
+    final = None
+    try:
+        try:
+            if payload:
+                s.sendall(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon refused the rest: its answer is still readable
+        buf = b""
+        while final is None:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            raw += chunk
+            buf += chunk
+            while b"\n" in buf and final is None:
+                line, buf = buf.split(b"\n", 1)
+                if not line.strip():
+                    continue
+                obj = json.loads(line)
+                lines.append(obj)
+                if on_line:
+                    on_line(obj)
+                if isinstance(obj, dict) and "ok" in obj:
+                    final = obj
+    finally:
+        s.close()
+    return final, lines, raw
+
+
+def ctl_socket_path(mnt):
+    """The control socket of the mount @mnt, as vmcryptfs-ctl finds it."""
+    return os.getxattr(str(mnt), "user.vmcryptfs.control").decode()
+
+
+def audit_events(path):
+    """The events of a JSON-lines audit log (missing file: none)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
+    """Poll @pred until it returns something true; return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _str_field(b, off, size, length):
+    return b[off:off + min(length, size)].decode(errors="replace")
+
+
+def header_slots(backing_path):
+    """The active key slots of an encrypted file's header (FORMAT.md 3.2):
+    [{"index", "generation", "provider", "kek_id", "nonce", "wrapped", "tag"}]."""
+    with open(backing_path, "rb") as f:
+        h = f.read(HDR)
+    assert header_ok(h), f"{backing_path}: no vmcryptfs header"
+    out = []
+    for i in range(4):
+        s = h[512 + 512 * i:1024 + 512 * i]
+        if s == bytes(512):
+            continue
+        plen = s[3]
+        klen = struct.unpack_from("<H", s, 4)[0]
+        out.append({"index": i, "state": s[0], "generation": struct.unpack_from("<Q", s, 8)[0],
+                    "provider": _str_field(s, 16, 64, plen),
+                    "kek_id": _str_field(s, 80, 256, klen),
+                    "nonce": s[336:348], "wrapped": s[352:416], "tag": s[416:432]})
+    return out
+
+
+def vm_key_record(path):
+    """The VM key record (FORMAT.md 4): {"state", "vm_uuid", "seq", "current":
+    (provider, kek id), "next": (provider, kek id) or None}."""
+    r = read(path)
+    assert len(r) == 1024 and r[:14] == MAGIC and struct.unpack_from("<HH", r, 14) == (2, 1), \
+        f"{path}: not a VM key record"
+
+    def ref(off):
+        b = r[off:off + 384]
+        if b == bytes(384):
+            return None
+        return (_str_field(b, 32, 64, b[0]), _str_field(b, 96, 256,
+                                                         struct.unpack_from("<H", b, 2)[0]))
+    return {"state": r[56], "vm_uuid": r[24:40], "seq": struct.unpack_from("<Q", r, 40)[0],
+            "current": ref(64), "next": ref(448)}
+
+
+def unit_hashes(data, unit=UNIT):
+    """Digests of the non-zero @unit-sized aligned pieces of @data."""
+    out = set()
+    for off in range(0, len(data) - unit + 1, unit):
+        u = data[off:off + unit]
+        if u.count(0) != unit:
+            out.add(hashlib.blake2b(u, digest_size=16).digest())
+    return out
+
+
+def file_units_leak(path, hashes, unit=UNIT):
+    """Offsets of @path's @unit-aligned pieces whose digest is in @hashes
+    (plaintext units found in a backing file)."""
+    found = []
+    with open(path, "rb") as f:
+        off = 0
+        while True:
+            block = f.read(64 * unit)
+            if not block:
+                break
+            for i in range(0, len(block) - unit + 1, unit):
+                if hashlib.blake2b(block[i:i + unit], digest_size=16).digest() in hashes:
+                    found.append(off + i)
+            off += len(block)
+    return found
+
+
+def ctl_ds(make_ds, root, name="ds", extra="", remotes=(), syslog=False, keydir=None,
+           mount=True, **kw):
+    """A datastore (from the make_ds fixture) whose configuration has an audit
+    log of its own (ds.audit_log) and @extra sections; keys in @keydir (default
+    ROOT/keys, shared by the test's datastores)."""
+    keydir = Path(keydir) if keydir else Path(root) / "keys"
+    audit = Path(root) / name / "audit.jsonl"
+    cfg = ctl_config_text(keydir / "default.key", audit, extra, syslog, remotes)
+    ds = make_ds(name, config=cfg, keydir=keydir, mount=False, **kw)
+    ds.audit_log = audit
+    if mount:
+        ds.mount()
+    return ds
+
+
+def tree(root):
+    """{relative path: bytes} of every regular file under @root (the backing
+    store: vmcryptfs' own hidden files included)."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            out[os.path.relpath(p, root)] = read(p)
+    return out
