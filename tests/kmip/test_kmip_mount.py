@@ -220,3 +220,15 @@ def test_untrusted_kms(env, make_ds):
     assert "TLS verification of the server certificate failed" in ds.log()
     assert read(vm / "vm1.vmx") == b"config\n"
     assert not (ds.b("vm1") / ".vmcrypt.state").exists()
+
+
+def test_bad_configuration_stops_the_mount(env, make_ds):
+    """A key that does not belong to the certificate: the daemon refuses to
+    mount and says which files, without waiting for any server."""
+    ds = make_ds([env.cluster[0]], mount=False, key=env.certs.key("server"))
+    start = time.monotonic()
+    p = ds.mount_fails()
+    assert time.monotonic() - start < 5
+    assert f'key "{env.certs.key("server")}" does not belong to certificate' in p.stderr, \
+        p.stderr
+    assert 'key-provider "kms"' in p.stderr
