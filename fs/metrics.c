@@ -152,6 +152,53 @@ static int count_vm(void *arg, int dirfd, const char *rel)
 	return 0;
 }
 
+/* Key-provider families; the statistics are read once so the groups agree. */
+static void render_providers(struct text *t, const char *ds)
+{
+	size_t n = vmcfs.fs_cfg->nproviders;
+	struct prov {
+		char name[256];
+		bool ok, up;
+		struct vmc_kp_stats st;
+	} *pv = calloc(n ? n : 1, sizeof(*pv));
+
+	if (!pv) {
+		t->err = -ENOMEM;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *name = vmcfs.fs_cfg->providers[i].name;
+		char msg[512];
+
+		pv[i].ok = !vmc_keyring_stats(vmcfs.fs_keyring, name, &pv[i].st);
+		pv[i].up = !vmc_keyring_health(vmcfs.fs_keyring, name, msg, sizeof(msg));
+		label_escape(name, pv[i].name, sizeof(pv[i].name));
+	}
+#define EACH_PROVIDER for (size_t i = 0; i < n; i++) if (pv[i].ok)
+#define LABELS "datastore=\"%s\",provider=\"%s\""
+	head(t, "provider_up", "gauge", "1 unless the provider's last call found it unreachable.");
+	EACH_PROVIDER put(t, "vmcryptfs_provider_up{" LABELS "} %d\n", ds, pv[i].name, pv[i].up);
+	head(t, "provider_requests_total", "counter", "Calls to the key provider.");
+	EACH_PROVIDER put(t, "vmcryptfs_provider_requests_total{" LABELS "} %llu\n", ds,
+			  pv[i].name, (unsigned long long)pv[i].st.calls);
+	head(t, "provider_failures_total", "counter", "Calls that failed, by reason.");
+	EACH_PROVIDER {
+		put(t, "vmcryptfs_provider_failures_total{" LABELS ",reason=\"unreachable\"} %llu\n",
+		    ds, pv[i].name, (unsigned long long)pv[i].st.transient);
+		put(t, "vmcryptfs_provider_failures_total{" LABELS ",reason=\"refused\"} %llu\n",
+		    ds, pv[i].name, (unsigned long long)(pv[i].st.failures - pv[i].st.transient));
+	}
+	head(t, "provider_seconds_total", "counter", "Time spent in calls to the provider.");
+	EACH_PROVIDER put(t, "vmcryptfs_provider_seconds_total{" LABELS "} %.6f\n", ds,
+			  pv[i].name, pv[i].st.seconds);
+	head(t, "provider_last_seconds", "gauge", "Round trip of the last call.");
+	EACH_PROVIDER put(t, "vmcryptfs_provider_last_seconds{" LABELS "} %.6f\n", ds,
+			  pv[i].name, pv[i].st.last_seconds);
+#undef LABELS
+#undef EACH_PROVIDER
+	free(pv);
+}
+
 int vmc_metrics_render(char **out)
 {
 	static const char *const kinds[] = { "cleartext", "encrypted" };
@@ -178,17 +225,18 @@ int vmc_metrics_render(char **out)
 	head(&t, "writes_total", "counter", "Write requests.");
 	PER_KIND("writes_total", write_ops);
 #undef PER_KIND
+	/* One group per family: the text format wants a family's samples together. */
 	head(&t, "cipher_bytes_total", "counter",
 	     "Bytes encrypted and decrypted (AES-256-XTS data units).");
-	head(&t, "cipher_seconds_total", "counter", "Time spent encrypting and decrypting.");
-	for (int i = 0; i < 2; i++) {
-		const char *op = i ? "decrypt" : "encrypt";
-
-		put(&t, "vmcryptfs_cipher_bytes_total{datastore=\"%s\",op=\"%s\"} %llu\n", ds, op,
+	for (int i = 0; i < 2; i++)
+		put(&t, "vmcryptfs_cipher_bytes_total{datastore=\"%s\",op=\"%s\"} %llu\n", ds,
+		    i ? "decrypt" : "encrypt",
 		    (unsigned long long)atomic_load(&vmc_metrics.cipher_bytes[i]));
-		put(&t, "vmcryptfs_cipher_seconds_total{datastore=\"%s\",op=\"%s\"} %.6f\n", ds, op,
+	head(&t, "cipher_seconds_total", "counter", "Time spent encrypting and decrypting.");
+	for (int i = 0; i < 2; i++)
+		put(&t, "vmcryptfs_cipher_seconds_total{datastore=\"%s\",op=\"%s\"} %.6f\n", ds,
+		    i ? "decrypt" : "encrypt",
 		    (double)atomic_load(&vmc_metrics.cipher_ns[i]) / 1e9);
-	}
 	head(&t, "errors_total", "counter", "Requests answered with an error, by kind.");
 	for (int i = 0; i < VMC_ERR_KINDS; i++)
 		put(&t, "vmcryptfs_errors_total{datastore=\"%s\",kind=\"%s\"} %llu\n", ds, errs[i],
@@ -213,33 +261,7 @@ int vmc_metrics_render(char **out)
 	put(&t, "vmcryptfs_conversions_total{datastore=\"%s\"} %llu\n", ds,
 	    (unsigned long long)atomic_load(&vmc_metrics.conversions));
 
-	head(&t, "provider_up", "gauge", "1 unless the provider's last call found it unreachable.");
-	head(&t, "provider_requests_total", "counter", "Calls to the key provider.");
-	head(&t, "provider_failures_total", "counter", "Calls that failed, by reason.");
-	head(&t, "provider_seconds_total", "counter", "Time spent in calls to the provider.");
-	head(&t, "provider_last_seconds", "gauge", "Round trip of the last call.");
-	for (size_t i = 0; i < vmcfs.fs_cfg->nproviders; i++) {
-		const char *name = vmcfs.fs_cfg->providers[i].name;
-		struct vmc_kp_stats st;
-		char msg[512], n[256];
-
-		if (vmc_keyring_stats(vmcfs.fs_keyring, name, &st))
-			continue;
-		label_escape(name, n, sizeof(n));
-		put(&t, "vmcryptfs_provider_up{datastore=\"%s\",provider=\"%s\"} %d\n", ds, n,
-		    vmc_keyring_health(vmcfs.fs_keyring, name, msg, sizeof(msg)) ? 0 : 1);
-		put(&t, "vmcryptfs_provider_requests_total{datastore=\"%s\",provider=\"%s\"} %llu\n",
-		    ds, n, (unsigned long long)st.calls);
-		put(&t, "vmcryptfs_provider_failures_total{datastore=\"%s\",provider=\"%s\","
-			"reason=\"unreachable\"} %llu\n", ds, n, (unsigned long long)st.transient);
-		put(&t, "vmcryptfs_provider_failures_total{datastore=\"%s\",provider=\"%s\","
-			"reason=\"refused\"} %llu\n", ds, n,
-		    (unsigned long long)(st.failures - st.transient));
-		put(&t, "vmcryptfs_provider_seconds_total{datastore=\"%s\",provider=\"%s\"} %.6f\n",
-		    ds, n, st.seconds);
-		put(&t, "vmcryptfs_provider_last_seconds{datastore=\"%s\",provider=\"%s\"} %.6f\n",
-		    ds, n, st.last_seconds);
-	}
+	render_providers(&t, ds);
 	if (t.err) {
 		free(t.buf);
 		return t.err;

@@ -785,6 +785,8 @@ static void vmc_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		} else {
 			struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
 			struct vmc_rl_req rq;
+			struct stat st;
+			size_t n = size;
 
 			vmc_rl_lock(&in->in_rl, &rq, 0, VMC_RL_ALL, false);
 			if (atomic_load(&in->in_enc) == VMC_ENC_CRYPT) {
@@ -794,8 +796,13 @@ static void vmc_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 			bv.buf[0].fd = fd;
 			bv.buf[0].pos = off;
+			/* Spliced: count what the file holds, as the reply will carry. */
+			if (!fstat(fd, &st))
+				n = off >= st.st_size ? 0 : (size_t)(st.st_size - off);
+			if (n > size)
+				n = size;
 			vmc_metric_add(&vmc_metrics.read_ops[0], 1);
-			vmc_metric_add(&vmc_metrics.read_bytes[0], size); /* requested */
+			vmc_metric_add(&vmc_metrics.read_bytes[0], n);
 			fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 			vmc_rl_unlock(&in->in_rl, &rq);
 			return;
