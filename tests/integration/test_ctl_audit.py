@@ -417,3 +417,30 @@ def test_dead_remote_targets(make_ds, tmp_path, listener):
     wait_for(lambda: len(listener.udp_msgs) >= len(evs), timeout=15,
              what="the live UDP target to get every event")
     assert ds.proc.poll() is None
+
+
+def test_audit_log_stays_json_with_odd_names(make_ds, tmp_path):
+    """File and directory names are bytes: a VM whose name is not UTF-8, or
+    holds quotes, newlines or control characters, still gives one valid JSON
+    line (UTF-8, RFC 8259) per event, and the events verb still works."""
+    ds = ctl_ds(make_ds, tmp_path)
+    names = [b"vm-quote\"-back\\slash", b"vm-new\nline-tab\t", b"vm-\xff\xfe-latin1-\xe9"]
+    for n in names:
+        d = os.path.join(os.fsencode(ds.mnt), n)
+        os.mkdir(d)
+        with open(os.path.join(d, b"vmcrypt.policy"), "w") as f:
+            f.write('policy = "vm-encryption"\n')
+        with open(os.path.join(d, b"x.nvram"), "wb") as f:
+            f.write(b"z" * 5000)
+    wait_for(lambda: sum(1 for l in read(ds.audit_log).splitlines() if b"encrypt-new" in l)
+             >= len(names), what="the events")
+    raw = read(ds.audit_log).splitlines()
+    bad = []
+    for line in raw:
+        try:
+            json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            bad.append(f"{line[:120]!r}: {e}")
+    assert not bad, "audit log lines that are not valid JSON:\n" + "\n".join(bad)
+    r = ds.ctl("events", rc=None)
+    assert r.rc == 0, r

@@ -10,7 +10,7 @@ import os
 import random
 import time
 
-from vmctest import (ENOKEY, EXIT_FAIL, STATE_NAME, assert_encrypted, ctl_ds, open_errno, read,
+from vmctest import (ENOKEY, EXIT_FAIL, EXIT_KEY, STATE_NAME, assert_encrypted, ctl_ds, open_errno, read,
                      vm_key_record, write)
 
 MiB = 1 << 20
@@ -50,6 +50,8 @@ def test_backup_restore_onto_fresh_key_directory(make_ds, tmp_path):
         assert read(host2.m("vm1") / f) == files[f]
     v = host2.ctl("status", host2.m("vm1")).json["vms"][0]
     assert v["keys"] != "unlocked", v
+    r = host2.ctl("unlock", host2.m("vm1"), rc=EXIT_KEY)     # the key is not to be had
+    assert r.json["errno"] == ENOKEY, r
     assert not os.listdir(fresh), "the daemon made a key file on the new host by itself"
 
     r = host2.ctl("provider", "restore", backup, "--password-file", wrong, rc=EXIT_FAIL)
@@ -81,3 +83,30 @@ def test_backup_restore_onto_fresh_key_directory(make_ds, tmp_path):
     host2.remount()
     for f, data in files.items():
         assert read(host2.m("vm1") / f) == data, f
+
+
+def test_restore_over_the_key_in_use(make_ds, tmp_path):
+    """`provider restore --force` replaces the primary key of a provider in
+    use: from then on the daemon must make new keys under the restored
+    primary key (the one on disk), or what it writes meanwhile is lost at the
+    next mount."""
+    extra = ('key-provider "native2" {\n\ttype = "native"\n'
+             f'\tkey-file = "{tmp_path}/keys2/default.key"\n}}\n')
+    ds = ctl_ds(make_ds, tmp_path, extra=extra)
+    pw = tmp_path / "password"
+    pw.write_text("pw\n")
+    ds.ctl("provider", "create-native", "native")
+    p0 = ds.ctl("provider", "create-native", "native2").json["primary_key_id"]
+    ds.ctl("provider", "backup", "native2", "--out", tmp_path / "p0", "--password-file", pw)
+    r = ds.ctl("provider", "restore", tmp_path / "p0", "--provider", "native", "--force",
+               "--password-file", pw).json
+    assert r["primary_key_id"] == p0 and read(ds.keyfile)[24:40].hex() == p0
+    # A VM encrypted after the restore, without a remount.
+    vm = ds.make_vm("vm2")
+    data = os.urandom(70000)
+    write(vm / "vm2.nvram", data)
+    kek_id = vm_key_record(ds.b("vm2") / STATE_NAME)["current"][1]
+    assert kek_id.startswith(f"nkp1.{p0}."), \
+        f"after the restore, the new VM's KEK {kek_id} is not made by the restored primary key {p0}"
+    ds.remount()
+    assert read(ds.m("vm2") / "vm2.nvram") == data

@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Crash safety of the long control operations (issue 4): the daemon is
 killed with SIGKILL in the middle of `encrypt`, `rekey --deep` and `decrypt`
-of a multi-file VM of about 430 MiB, early, midway and late (the kill point
-is taken from the operation's own progress lines), then the dead mount is
-cleaned up, the same backing directory mounted again and the operation
-re-run. At every step every file must read back equal to the plaintext
-reference; at the end no temporary copy or journal may be left, and after
-encrypt no 4 KiB unit of the plaintext may remain in any backing file.
+of a multi-file VM of about 330 MiB, as it starts, midway and late (the kill
+point is taken from the operation's own progress lines), then the dead mount
+is cleaned up, the same backing directory mounted again and the operation
+re-run (and killed again, then finished). The daemon's own crash points
+(VMCRYPTFS_FAULT) cover the instants around each file's rename. At every step
+every file must read back equal to the plaintext reference; at the end no
+temporary copy or journal may be left, and after encrypt no 4 KiB unit of the
+plaintext may remain in any backing file.
 
 The shallow rekey is killed likewise at several instants of a VM with many
 small files: every file must still open (its header has a slot under the old
@@ -27,27 +29,32 @@ MiB = 1 << 20
 # files or on the final line, after every file is renamed).
 KILL_POINTS = (0.0, 0.5, 0.9)
 # Test crash points of the daemon (lib/vmc_fault.h): POINT, occurrence.
+# convert-after-rename:3 is after the last of the 3 files: before the journal
+# goes and (rekey --deep, decrypt) before the key record changes.
 CONVERT_FAULTS = (("convert-chunk", 3), ("convert-before-rename", 2),
-                  ("convert-after-rename", 1))
-REKEY_FAULTS = (("rekey-record-next", 1), ("rekey-new-slot", 300), ("rekey-file-done", 600))
+                  ("convert-after-rename", 1), ("convert-after-rename", 3))
+REKEY_FAULTS = (("rekey-record-next", 1), ("rekey-new-slot", 250), ("rekey-file-done", 450))
 
 DESCRIPTOR = b'# Disk DescriptorFile\nversion=1\ncreateType="vmfs"\nRW 589824 VMFS "vm1-flat.vmdk"\n'
 
 
 def reference(rng):
     """The VM's files: {name: plaintext}, and the names that get encrypted."""
-    flat = bytearray(os.urandom(288 * MiB))
+    flat = bytearray(os.urandom(272 * MiB))                  # > one journal checkpoint
     flat[100 * MiB:116 * MiB] = bytes(16 * MiB)            # a hole
     files = {
         "vm1-flat.vmdk": bytes(flat),
-        "data.qcow2": os.urandom(96 * MiB),
-        "vm1.vswp": os.urandom(48 * MiB + 1000),
+        "data.qcow2": os.urandom(32 * MiB),
+        "vm1.vswp": os.urandom(24 * MiB + 1000),
         "vm1.nvram": rng.randbytes(8684),
         "vm1.vmdk": DESCRIPTOR,
         "vm1.vmx": b'displayName = "vm1"\nnvram = "vm1.nvram"\n',
         "vmware.log": b"2026-01-01T00:00:00Z In(05) vmx started\n" * 100,
     }
-    return files, ("vm1-flat.vmdk", "data.qcow2", "vm1.vswp", "vm1.nvram")
+    return files, ENCRYPTED
+
+
+ENCRYPTED = ("vm1-flat.vmdk", "data.qcow2", "vm1.vswp", "vm1.nvram")
 
 
 def run_and_kill(ds, args, fraction):
@@ -93,7 +100,7 @@ def no_plaintext_units(ds, vm, hashes):
             assert not leaks, f"{vm}/{name}: plaintext units at backing offsets {leaks[:5]}"
 
 
-def crash_and_resume(ds, vm, verb_args, fraction, files, log):
+def crash_and_resume(ds, vm, verb_args, fraction, files, log, findings):
     """Kill @verb_args at @fraction, remount, check, re-run; returns status
     seen after the remount."""
     killed, final = run_and_kill(ds, {"verb": verb_args[0], "args": dict(verb_args[1],
@@ -108,6 +115,20 @@ def crash_and_resume(ds, vm, verb_args, fraction, files, log):
     assert st["conversion_in_progress"] == journal, st
     # Every file reads back whole at this instant: old form or new form.
     read_all_equal(ds, vm, files)
+    # What status says matches the files: a VM with a key record whose
+    # encrypted-class files are (still or already) cleartext is half converted.
+    enc = [f for f in files if f in ENCRYPTED]
+    clear = [f for f in enc if not is_encrypted(ds.b(vm) / f)]
+    # (Collected in @findings, asserted at the end: the data checks come first.)
+    if (ds.b(vm) / STATE_NAME).exists() and clear and not (
+            st["conversion_in_progress"] or st["rekey_in_progress"]):
+        findings.append(f"after {log[-1]}: {clear} are cleartext in a VM that status shows as "
+                        f"encrypted (policy {st['policy']}) with no conversion in progress")
+    if (ds.b(vm) / STATE_NAME).exists() and len(clear) < len(enc):
+        cur = vm_key_record(ds.b(vm) / STATE_NAME)["current"]
+        if any(header_slots(ds.b(vm) / f)[0]["kek_id"] != cur[1] for f in enc if f not in clear) \
+                and not st["rekey_in_progress"]:
+            findings.append(f"after {log[-1]}: files under two KEKs, no rekey in progress")
     return st
 
 
@@ -123,47 +144,54 @@ def test_kill_during_conversions(make_ds, tmp_path):
     for f in enc:
         hashes |= unit_hashes(files[f])
     ds.mount()
-    log = []
+    log, findings = [], []
 
+    # Each operation is killed three times in a row -- as it starts, midway,
+    # late -- each time resumed by the next run (a crash during a resumed
+    # run included); a fourth run finishes it.
+    # encrypt: cleartext -> encrypted
     for fraction in KILL_POINTS:
-        # encrypt: cleartext -> encrypted
-        st = crash_and_resume(ds, "vm1", ("encrypt", {}), fraction, files, log)
-        r = ds.ctl("encrypt", ds.m("vm1")).json
-        assert r["failed"] == 0, r
-        for f in files:
-            assert is_encrypted(ds.b("vm1") / f) == (f in enc), f
-        read_all_equal(ds, "vm1", files)
-        no_leftovers(ds, "vm1")
-        no_plaintext_units(ds, "vm1", hashes)
-        assert ds.ctl("status", ds.m("vm1")).json["vms"][0]["conversion_in_progress"] is False
+        crash_and_resume(ds, "vm1", ("encrypt", {}), fraction, files, log, findings)
+    r = ds.ctl("encrypt", ds.m("vm1")).json
+    assert r["failed"] == 0, r
+    for f in files:
+        assert is_encrypted(ds.b("vm1") / f) == (f in enc), f
+    read_all_equal(ds, "vm1", files)
+    no_leftovers(ds, "vm1")
+    no_plaintext_units(ds, "vm1", hashes)
+    assert ds.ctl("status", ds.m("vm1")).json["vms"][0]["conversion_in_progress"] is False
 
-        # rekey --deep: encrypted -> encrypted under new data keys
-        old = vm_key_record(ds.b("vm1") / STATE_NAME)["current"]
-        st = crash_and_resume(ds, "vm1", ("rekey", {"deep": True}), fraction, files, log)
+    # rekey --deep: encrypted -> encrypted under new data keys
+    old = vm_key_record(ds.b("vm1") / STATE_NAME)["current"]
+    for fraction in KILL_POINTS:
+        st = crash_and_resume(ds, "vm1", ("rekey", {"deep": True}), fraction, files, log,
+                              findings)
         assert st["rekey_in_progress"] or st["conversion_in_progress"] or \
             vm_key_record(ds.b("vm1") / STATE_NAME)["current"] != old, st
-        r = ds.ctl("rekey", "--deep", ds.m("vm1")).json
-        assert r["failed"] == 0, r
-        rec = vm_key_record(ds.b("vm1") / STATE_NAME)
-        assert rec["state"] == 0 and rec["next"] is None and rec["current"] != old, rec
-        for f in enc:
-            assert [(s["provider"], s["kek_id"]) for s in header_slots(ds.b("vm1") / f)] == \
-                [rec["current"]], f
-        read_all_equal(ds, "vm1", files)
-        no_leftovers(ds, "vm1")
-        no_plaintext_units(ds, "vm1", hashes)
+    r = ds.ctl("rekey", "--deep", ds.m("vm1")).json
+    assert r["failed"] == 0, r
+    rec = vm_key_record(ds.b("vm1") / STATE_NAME)
+    assert rec["state"] == 0 and rec["next"] is None and rec["current"] != old, rec
+    for f in enc:
+        assert [(s["provider"], s["kek_id"]) for s in header_slots(ds.b("vm1") / f)] == \
+            [rec["current"]], f
+    read_all_equal(ds, "vm1", files)
+    no_leftovers(ds, "vm1")
+    no_plaintext_units(ds, "vm1", hashes)
 
-        # decrypt: encrypted -> cleartext, byte for byte
-        crash_and_resume(ds, "vm1", ("decrypt", {}), fraction, files, log)
-        r = ds.ctl("decrypt", ds.m("vm1")).json
-        assert r["failed"] == 0, r
-        for f, data in files.items():
-            assert read(ds.b("vm1") / f) == data, f"{f}: not byte-identical cleartext"
-        assert not (ds.b("vm1") / POLICY_NAME).exists()
-        assert not (ds.b("vm1") / STATE_NAME).exists()
-        no_leftovers(ds, "vm1")
-        read_all_equal(ds, "vm1", files)
+    # decrypt: encrypted -> cleartext, byte for byte
+    for fraction in KILL_POINTS:
+        crash_and_resume(ds, "vm1", ("decrypt", {}), fraction, files, log, findings)
+    r = ds.ctl("decrypt", ds.m("vm1")).json
+    assert r["failed"] == 0, r
+    for f, data in files.items():
+        assert read(ds.b("vm1") / f) == data, f"{f}: not byte-identical cleartext"
+    assert not (ds.b("vm1") / POLICY_NAME).exists()
+    assert not (ds.b("vm1") / STATE_NAME).exists()
+    no_leftovers(ds, "vm1")
+    read_all_equal(ds, "vm1", files)
     print("\n" + "\n".join(log))
+    assert not findings, "status after a crash:\n  " + "\n  ".join(findings)
 
 
 def small_reference(rng):
@@ -229,7 +257,7 @@ def test_crash_points_during_conversions(make_ds, tmp_path):
     print("\n" + "\n".join(log))
 
 
-def small_files_vm(ds, n=800):
+def small_files_vm(ds, n=600):
     vm = ds.make_vm("vm2")
     files = {}
     for i in range(n):

@@ -805,3 +805,45 @@ def test_socket_option_with_several_datastores(cds, make_ds, tmp_path):
     assert r.json["providers"]
     r = ctl(None, "status", socket=sock, rc=None)
     assert r.rc == 0 and r.json["datastore"]["mountpoint"] == str(ds.mnt), r
+
+
+def test_progress_bar_on_a_terminal(cds, tmp_path):
+    """A long operation draws a progress bar (percent, bytes, rate, time left)
+    on a terminal, and none when stderr is not one or with --json."""
+    import pty
+    ds = cds
+    for vm in ("vm1", "vm2"):
+        ds.m(vm).mkdir()
+    write(ds.m("vm1") / "vm1-flat.vmdk", os.urandom(128 * MiB))
+    write(ds.m("vm1") / "vm1-s001.vmdk", os.urandom(128 * MiB))
+    write(ds.m("vm2") / "vm2.nvram", os.urandom(9000))
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run([str(vmctest.CTL), "-m", str(ds.mnt), "encrypt", str(ds.m("vm1")),
+                            str(ds.m("vm2"))], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=slave, timeout=120)
+        os.close(slave)
+        slave = -1
+        bar = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            bar += chunk
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert p.returncode == 0, p
+    text = bar.decode(errors="replace")
+    assert "%" in text and "MiB" in text and "/s" in text, f"no progress bar: {text!r}"
+    assert "left" in text, f"the bar does not say the time left: {text!r}"
+    assert "100%" in text, f"the bar does not reach 100%: {text!r}"
+    assert "(vm 1/2)" in text and "(vm 2/2)" in text, f"no overall progress: {text!r}"
+    # Not a terminal, or --json: no bar.
+    ds.ctl("decrypt", ds.m("vm1"), json_out=False)
+    r = ds.ctl("decrypt", ds.m("vm2"))
+    assert "%" not in r.err and r.json["failed"] == 0
