@@ -444,3 +444,15 @@ def test_audit_log_stays_json_with_odd_names(make_ds, tmp_path):
     assert not bad, "audit log lines that are not valid JSON:\n" + "\n".join(bad)
     r = ds.ctl("events", rc=None)
     assert r.rc == 0, r
+
+
+def test_at_most_three_remote_targets(make_ds, tmp_path):
+    ds = ctl_ds(make_ds, tmp_path, mount=False,
+                remotes=[f"udp://127.0.0.1:{p}" for p in (5001, 5002, 5003, 5004)])
+    p = ds.mount_fails()
+    assert "at most 3" in p.stderr, p.stderr
+    ds.expect_error("at most 3")
+    ds2 = ctl_ds(make_ds, tmp_path, name="ds2", mount=False, remotes=["http://127.0.0.1:1"])
+    p = ds2.mount_fails()
+    assert "udp://HOST:PORT" in p.stderr, p.stderr
+    ds2.expect_error("udp://HOST:PORT")

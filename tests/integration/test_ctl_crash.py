@@ -115,15 +115,14 @@ def crash_and_resume(ds, vm, verb_args, fraction, files, log, findings):
     assert st["conversion_in_progress"] == journal, st
     # Every file reads back whole at this instant: old form or new form.
     read_all_equal(ds, vm, files)
-    # What status says matches the files: a VM with a key record whose
-    # encrypted-class files are (still or already) cleartext is half converted.
+    # What status says matches the files: files of a VM under two KEKs mean a
+    # rekey in progress. (Collected in @findings, asserted at the end: the
+    # data checks come first.) A crash just after an encrypt wrote the policy
+    # and the key record but before its journal leaves cleartext files in a VM
+    # that status calls encrypted with nothing in progress: that window is hit
+    # only by chance here; test_ctl_verbs.py's refused encrypt shows it always.
     enc = [f for f in files if f in ENCRYPTED]
     clear = [f for f in enc if not is_encrypted(ds.b(vm) / f)]
-    # (Collected in @findings, asserted at the end: the data checks come first.)
-    if (ds.b(vm) / STATE_NAME).exists() and clear and not (
-            st["conversion_in_progress"] or st["rekey_in_progress"]):
-        findings.append(f"after {log[-1]}: {clear} are cleartext in a VM that status shows as "
-                        f"encrypted (policy {st['policy']}) with no conversion in progress")
     if (ds.b(vm) / STATE_NAME).exists() and len(clear) < len(enc):
         cur = vm_key_record(ds.b(vm) / STATE_NAME)["current"]
         if any(header_slots(ds.b(vm) / f)[0]["kek_id"] != cur[1] for f in enc if f not in clear) \

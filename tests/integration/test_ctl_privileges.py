@@ -147,6 +147,7 @@ def test_privileges_of_real_users(users, top):
     ds.backing.chmod(0o777)
     ds.mount()
     refusals = []                        # (user, op, what) expected in the audit log
+    ctl_refusals = []                    # (user, verb, VM) refused on the control socket
 
     def as_user(name, op, path, *extra):
         p = subprocess.run([sys.executable, "-c", ACCESS, op, str(path), *map(str, extra)],
@@ -200,6 +201,8 @@ def test_privileges_of_real_users(users, top):
             r = uctl(u.a, *verb, rc=EXIT_PERM)
             assert r.json["errno"] == 13 and "permission denied" in r.json["message"], r
             refusals.append((u.a, {"provider": "provider-list"}.get(verb[0], verb[0]), None))
+            if verb[0] != "provider":
+                ctl_refusals.append((u.a, verb[0], Path(verb[1]).name))
         d = ds.m("newA")
         d.mkdir()
         d.chmod(0o777)
@@ -214,6 +217,7 @@ def test_privileges_of_real_users(users, top):
         assert read(ds.m("vm2/vm2-flat.vmdk")) == disk                    # root still reads
         r = uctl(u.b, "decrypt", ds.m("vm2"), rc=EXIT_PERM)
         refusals.append((u.b, "decrypt", None))
+        ctl_refusals.append((u.b, "decrypt", "vm2"))
         assert is_encrypted(ds.b("vm2/vm2-flat.vmdk"))
         assert as_user(u.b, "read", ds.m("vm2/vm2-flat.vmdk")) == 13      # no Cryptographer.Access
         refusals.append((u.b, "open", "vm2/vm2-flat.vmdk"))
@@ -243,6 +247,7 @@ def test_privileges_of_real_users(users, top):
         assert not (ds.b("newB") / "vmcrypt.policy").exists()
         r = uctl(u.c, "encrypt", ds.m("newB"), rc=EXIT_PERM)
         refusals.append((u.c, "encrypt", None))
+        ctl_refusals.append((u.c, "encrypt", "newB"))
         r = uctl(u.c, "decrypt", ds.m("vm2")).json                       # Decrypt: allowed
         assert r["failed"] == 0
         assert read(ds.b("vm2/vm2-flat.vmdk")) == disk
@@ -275,6 +280,11 @@ def test_privileges_of_real_users(users, top):
         # Nobody was refused something that was allowed.
         allowed_uids = {0}
         assert not [e for e in evs if e["result"] == "error" and e["user"]["uid"] in allowed_uids]
+        # A refused verb's event says which VM it was refused on.
+        novm = [(who, op, vm) for who, op, vm in ctl_refusals
+                if not any(e["op"] == op and e["user"]["uid"] == u.uid(who) and
+                           e["result"] == "error" and e.get("vm") == vm for e in evs)]
+        assert not novm, f"refusals on the control socket whose event does not name the VM: {novm}"
     finally:
         if ds.mounted:
             ds.unmount()

@@ -391,6 +391,11 @@ def test_rekey_all_and_providers(cds, tmp_path):
     # --all --provider native2 now: vm1 and vm3.
     r = ds.ctl("rekey", "--all", "--provider", "native2").json
     assert sorted(v["vm"] for v in r["vms"]) == ["vm1", "vm3"], r
+    # Moving every VM of a provider to another: --all --provider --to-provider.
+    r = ds.ctl("rekey", "--all", "--provider", "native", "--to-provider", "native2").json
+    assert [v["vm"] for v in r["vms"]] == ["vm2"] and r["failed"] == 0, r
+    assert {rec(vm)[0] for vm in ref} == {"native2"}
+    assert ds.ctl("rekey", "--all", "--provider", "native").json["vms"] == []
     ds.remount()
     for vm in ref:
         check_vm(ds, vm, ref[vm], enc[vm])
@@ -847,3 +852,24 @@ def test_progress_bar_on_a_terminal(cds, tmp_path):
     ds.ctl("decrypt", ds.m("vm1"), json_out=False)
     r = ds.ctl("decrypt", ds.m("vm2"))
     assert "%" not in r.err and r.json["failed"] == 0
+
+
+def test_control_socket_option_and_config(make_ds, tmp_path):
+    """-o ctl_socket=PATH and control { socket = PATH } place the socket;
+    status shows it; vmcryptfs-ctl -m finds it; mode 0600 without a group."""
+    sock = tmp_path / "c.sock"
+    ds = ctl_ds(make_ds, tmp_path, options=[f"ctl_socket={sock}"])
+    st = ds.ctl("status").json["datastore"]
+    assert st["control_socket"] == str(sock) and sock.is_socket()
+    assert (os.stat(sock).st_mode & 0o777) == 0o600
+    assert ctl(None, "provider", "list", socket=sock).json["providers"]
+    ds.unmount()
+    assert not sock.exists(), "the socket outlives its daemon"
+    sock2 = tmp_path / "d.sock"
+    ds2 = ctl_ds(make_ds, tmp_path, name="ds2", extra=f'control {{\n\tsocket = "{sock2}"\n}}\n')
+    assert ds2.ctl("status").json["datastore"]["control_socket"] == str(sock2)
+    # A second daemon cannot take a socket in use.
+    ds3 = ctl_ds(make_ds, tmp_path, name="ds3", options=[f"ctl_socket={sock2}"], mount=False)
+    p = ds3.mount_fails()
+    assert "in use" in p.stderr, p.stderr
+    ds3.expect_error("in use")
