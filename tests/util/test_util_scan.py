@@ -5,15 +5,17 @@ cleartext nvram put into the backing directory of an encrypted VM, a broken
 policy, a provider the configuration does not define (in a key record and in
 headers), damaged and unsupported headers, a cleartext core dump outside VMs
 while encryption mode is on; with warnings for an interrupted conversion and
-an interrupted rekey; --verify finds keys of another primary key. The scan
+an interrupted rekey; --verify finds keys of another primary key and a slot
+that does not open. The scan
 never writes and never follows a symbolic link."""
+import hashlib
 import os
 import random
 import shutil
 
 import utiltest
-from utiltest import (EXIT_NONCOMPLIANT, EXIT_NOTFOUND, EXIT_OK, EXIT_USAGE, flip, make_vm,
-                      util, write)
+from utiltest import (EXIT_KEY, EXIT_NONCOMPLIANT, EXIT_NOTFOUND, EXIT_OK, EXIT_USAGE, flip,
+                      make_vm, read, util, write)
 from vmctest import (POLICY, POLICY_HOME_ONLY, STATE_NAME, config_text, tree,
                      vm_key_record)
 
@@ -182,6 +184,25 @@ def test_scan_verify_and_rekey(make_ds, tmp_path):
                          ("key-missing", "alien", "alien/alien.nvram")]
     assert "made by native primary key" in res.json["violations"][0]["message"]
     shutil.rmtree(ds.b("alien"))
+
+    # A slot whose wrapped key was altered (and its checksum made to match):
+    # the header parses, but the slot does not open with its key.
+    victim = ds.b("vm1/vm1.nvram")
+    orig = read(victim)
+    data = bytearray(orig)
+    data[512 + 360] ^= 1
+    data[512 + 480:1024] = hashlib.sha256(bytes(data[512:512 + 480])).digest()
+    write(victim, bytes(data))
+    utiltest.corpus_add(victim)
+    res = util("scan", "--verify", ds.backing, config=ds.config, rc=EXIT_NONCOMPLIANT)
+    assert viol(res) == [("slot-rejected", "vm1", "vm1/vm1.nvram")]
+    assert util("scan", ds.backing, config=ds.config).json["compliant"] is True
+    res = util("envelope", "describe", "--verify", victim, config=ds.config, rc=EXIT_KEY)
+    v = res.json["files"][0]["verify"]
+    assert v[0]["opens"] is False and "does not open slot 0" in v[0]["error"]
+    res = util("envelope", "extract", victim, tmp_path / "x", config=ds.config, rc=EXIT_KEY)
+    assert "wrong key or tampered header" in res.err and not (tmp_path / "x").exists()
+    write(victim, orig)
 
     # An interrupted shallow rekey: a warning, still compliant; --verify opens both keys.
     utiltest.interrupted_rekey(ds, "vm1")
