@@ -87,6 +87,11 @@ struct util_file {
  */
 int util_file_open(struct util_file *f, int dirfd, const char *name, const char *display,
 		   bool nofollow, char *err, size_t errlen);
+/*
+ * What util_file_open does with the first @n bytes (at most 4096) of a file
+ * whose size is already in f->st: classification bytes, probe, examination.
+ */
+void util_file_examine(struct util_file *f, const uint8_t *buf, size_t n);
 void util_file_close(struct util_file *f);
 /* Whether the header is usable but not intact (a damaged spare slot). */
 bool util_file_damaged(const struct util_file *f);

@@ -127,8 +127,8 @@ static void print_description(json_object *d)
 		printf("  logical size      %lld bytes\n", (long long)jint(d, "size"));
 		printf("  file id           %s\n", jstr(d, "file_id"));
 		printf("  VM id             %s\n", jstr(d, "vm_id"));
-		printf("  created           %s (%lld)\n", jstr(d, "created_utc") ?
-		       jstr(d, "created_utc") : "?", (long long)jint(d, "created"));
+		printf("  created           %s (%s)\n", jstr(d, "created_utc") ?
+		       jstr(d, "created_utc") : "?", jstr(d, "created"));
 	}
 	if (json_object_object_get_ex(d, "slots", &arr))
 		for (size_t i = 0; i < json_object_array_length(arr); i++) {

@@ -66,20 +66,26 @@ int util_file_open(struct util_file *f, int dirfd, const char *name, const char 
 		free(buf);
 		goto fail;
 	}
-	f->nfirst = (size_t)n < sizeof(f->first) ? (size_t)n : sizeof(f->first);
-	memcpy(f->first, buf, f->nfirst);
-	f->size = (uint64_t)f->st.st_size;
-	if (n > 0 && vmc_hdr_probe(buf, (size_t)n) == VMC_PROBE_ENCRYPTED) {
-		f->encrypted = true;
-		f->verdict = vmc_hdr_examine(&f->hdr, buf, (size_t)n, &f->rep);
-		f->size = f->size > HDR ? f->size - HDR : 0;
-	}
+	util_file_examine(f, buf, (size_t)n);
 	free(buf);
 	return 0;
 fail:
 	close(f->fd);
 	f->fd = -1;
 	return r;
+}
+
+void util_file_examine(struct util_file *f, const uint8_t *buf, size_t n)
+{
+	f->nfirst = n < sizeof(f->first) ? n : sizeof(f->first);
+	memcpy(f->first, buf, f->nfirst);
+	f->size = (uint64_t)f->st.st_size;
+	f->encrypted = false;
+	if (n > 0 && vmc_hdr_probe(buf, n) == VMC_PROBE_ENCRYPTED) {
+		f->encrypted = true;
+		f->verdict = vmc_hdr_examine(&f->hdr, buf, n, &f->rep);
+		f->size = f->size > HDR ? f->size - HDR : 0;
+	}
 }
 
 void util_file_close(struct util_file *f)
@@ -104,7 +110,8 @@ json_object *util_file_json(const struct util_file *f)
 {
 	json_object *o = json_object_new_object(), *slots, *probs;
 	const struct vmc_fmt_file_fixed *fx = &f->hdr.raw.fixed;
-	char id[33], when[32];
+	char id[33], when[64];
+	struct tm tm;
 	time_t t;
 
 	json_object_object_add(o, "file", json_object_new_string(f->path));
@@ -134,9 +141,11 @@ json_object *util_file_json(const struct util_file *f)
 	json_object_object_add(o, "file_id", json_object_new_string(id));
 	hex(fx->vm_uuid, 16, id);
 	json_object_object_add(o, "vm_id", json_object_new_string(id));
-	json_object_object_add(o, "created", json_object_new_int64((int64_t)f->hdr.created));
+	json_object_object_add(o, "created", json_object_new_uint64(f->hdr.created));
 	t = (time_t)f->hdr.created;
-	if (strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t)))
+	/* Any value may be there: gmtime_r fails for years it cannot represent. */
+	if (f->hdr.created <= INT64_MAX && gmtime_r(&t, &tm) &&
+	    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
 		json_object_object_add(o, "created_utc", json_object_new_string(when));
 	slots = json_object_new_array();
 	for (int i = 0; i < VMC_FMT_NSLOTS; i++) {
