@@ -261,7 +261,10 @@ def secrets_of(ds, tmp_path, evs):
         for k in ("key_from", "key_to"):
             if ev.get(k, "").startswith("nkp1."):
                 ids.add(ev[k])
-    for rec in ds.backing.rglob(".vmcrypt.*"):
+    recs = [p for p in ds.backing.rglob(".vmcrypt.*")
+            if p.name in (STATE_NAME, vmctest.DATASTORE_NAME) and p.is_file()]
+    assert recs
+    for rec in recs:
         r = vm_key_record(rec)
         for ref in (r["current"], r["next"]):
             if ref:

@@ -479,6 +479,7 @@ EXIT_UNHEALTHY = 10
 JOURNAL_NAME = ".vmcrypt.journal"
 CONV_TMP_NAME = ".vmcrypt.conv.tmp"
 DATASTORE_NAME = ".vmcrypt.datastore"
+LOCK_DIR = ".vmcrypt.locks"
 
 
 def ctl_config_text(keyfile, audit_log, extra="", syslog=False, remotes=()):
@@ -684,9 +685,11 @@ def ctl_ds(make_ds, root, name="ds", extra="", remotes=(), syslog=False, keydir=
 
 def tree(root):
     """{relative path: bytes} of every regular file under @root (the backing
-    store: vmcryptfs' own hidden files included)."""
+    store: vmcryptfs' own hidden files included, but not its runtime lock
+    directory, whose files come and go with opens)."""
     out = {}
-    for dirpath, _, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != LOCK_DIR]
         for f in files:
             p = os.path.join(dirpath, f)
             out[os.path.relpath(p, root)] = read(p)
