@@ -234,11 +234,15 @@ static int on_reserved(void *arg, const char *name, const char *rel, const char 
 {
 	struct scan *s = arg;
 
+	size_t n = strlen(name);
+
 	if (!strcmp(name, VMC_FMT_JOURNAL_NAME) || !strcmp(name, VMC_FMT_CONV_TMP_NAME))
 		WARNING(s, "conversion-in-progress", vm, rel, "an encrypt, decrypt or deep rekey "
 			"was interrupted (%s): run the same vmcryptfs-ctl command again", name);
-	else
-		WARNING(s, "leftover", vm, rel, "a file of vmcryptfs that should not remain");
+	else if (n > 4 && !strcmp(name + n - 4, ".tmp"))
+		WARNING(s, "leftover", vm, rel, "the temporary copy of an interrupted atomic "
+			"replacement (the daemon replaces it at its next write; it can be removed)");
+	/* Other names of vmcryptfs' own are its business, not the scan's. */
 	return 0;
 }
 
