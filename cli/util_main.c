@@ -113,10 +113,9 @@ void util_print_json(json_object *o)
 
 int util_config(const struct vmc_config **out, char *err, size_t errlen)
 {
-	int r;
-
 	if (!util_cfg) {
-		r = vmc_config_load(util_g.config, &util_cfg, err, errlen);
+		int r = vmc_config_load(util_g.config, &util_cfg, err, errlen);
+
 		if (r)
 			return r;
 	}
@@ -127,10 +126,10 @@ int util_config(const struct vmc_config **out, char *err, size_t errlen)
 int util_keyring(struct vmc_keyring **out, char *err, size_t errlen)
 {
 	const struct vmc_config *cfg;
-	int r;
 
 	if (!util_kr) {
-		r = util_config(&cfg, err, errlen);
+		int r = util_config(&cfg, err, errlen);
+
 		if (!r)
 			r = vmc_keyring_new(cfg, util_g.keyprov_dir, &util_kr, err, errlen);
 		if (r)

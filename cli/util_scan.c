@@ -301,7 +301,7 @@ static int on_file(void *arg, int dirfd, const char *name, const char *rel, cons
 {
 	struct scan *s = arg;
 	struct scan_vm *v = vm_find(s, vm);
-	json_object *o = json_object_new_object(), *files, *keys;
+	json_object *o = json_object_new_object(), *files;
 	struct util_file f;
 	enum vmc_class cls;
 	const char *state;
@@ -336,10 +336,11 @@ static int on_file(void *arg, int dirfd, const char *name, const char *rel, cons
 			VIOLATION(s, f.verdict == -EPROTONOSUPPORT ? "unsupported-header" :
 				  "damaged-header", vm, rel, "%s (%s)", f.rep.verdict_msg, all);
 		} else {
+			json_object *keys = json_object_new_array();
+
 			s->encrypted++;
 			json_object_object_add(o, "header_class", json_object_new_string(
 				vmc_class_fmt_name(f.hdr.file_class)));
-			keys = json_object_new_array();
 			json_object_object_add(o, "keys", keys);
 			check_slots(s, &f, vm, rel, keys);
 			if (v && cls == VMC_CLASS_DISK && !v->enc_disk[0])
@@ -499,13 +500,14 @@ static void print_files(json_object *files)
 	}
 }
 
-static void print_notes(json_object *list, const char *label, const char *vm, bool outside)
+/* The notes of @list about VM @vm (NULL: outside VMs). */
+static void print_notes(json_object *list, const char *label, const char *vm)
 {
 	for (size_t i = 0; i < json_object_array_length(list); i++) {
 		json_object *n = json_object_array_get_idx(list, i);
 		const char *nvm = js(n, "vm"), *file = js(n, "file");
 
-		if (outside ? nvm != NULL : !nvm || strcmp(nvm, vm))
+		if (vm ? !nvm || strcmp(nvm, vm) : nvm != NULL)
 			continue;
 		printf("  %-11s %s: %s%s%s\n", label, js(n, "kind"), file ? file : "",
 		       file ? ": " : "", js(n, "message"));
@@ -544,8 +546,8 @@ static void print_report(json_object *r)
 		print_ref("key record", rec);
 		json_object_object_get_ex(vm, "files", &files);
 		print_files(files);
-		print_notes(viol, "VIOLATION", js(vm, "vm"), false);
-		print_notes(warn, "warning", js(vm, "vm"), false);
+		print_notes(viol, "VIOLATION", js(vm, "vm"));
+		print_notes(warn, "warning", js(vm, "vm"));
 	}
 	json_object_object_get_ex(outside, "files", &files);
 	printf("\noutside VMs\n");
@@ -556,8 +558,8 @@ static void print_report(json_object *r)
 		print_ref("datastore key", rec);
 	}
 	print_files(files);
-	print_notes(viol, "VIOLATION", NULL, true);
-	print_notes(warn, "warning", NULL, true);
+	print_notes(viol, "VIOLATION", NULL);
+	print_notes(warn, "warning", NULL);
 	printf("\nsummary: %lld VMs, %lld files, %lld encrypted, %lld cleartext, "
 	       "%lld violations, %lld warnings: %s\n", ji(sum, "vms"), ji(sum, "files"),
 	       ji(sum, "encrypted"), ji(sum, "cleartext"), ji(sum, "violations"),

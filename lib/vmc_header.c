@@ -341,7 +341,6 @@ int vmc_hdr_examine(struct vmc_hdr *h, const void *buf, size_t len, struct vmc_h
 	const struct vmc_fmt_file_fixed *f = &h->raw.fixed;
 	const uint8_t *b = (const uint8_t *)&h->raw;
 	size_t n = len < VMC_FMT_HDR_SIZE ? len : VMC_FMT_HDR_SIZE;
-	uint8_t sum[VMC_SHA256_LEN];
 	int usable = 0, present = 0;
 
 	memset(rep, 0, sizeof(*rep));
@@ -377,6 +376,8 @@ int vmc_hdr_examine(struct vmc_hdr *h, const void *buf, size_t len, struct vmc_h
 		problem(rep, "too short to hold the magic");
 	}
 	if (n >= sizeof(*f)) {
+		uint8_t sum[VMC_SHA256_LEN];
+
 		vmc_sha256(f, offsetof(struct vmc_fmt_file_fixed, checksum), sum);
 		rep->fixed_intact = !memcmp(sum, f->checksum, sizeof(sum));
 		if (!rep->fixed_intact)

@@ -139,14 +139,13 @@ static int tl_list_keys(void *inst, const char *prefix,
 		char path[1200], label[256] = "";
 		size_t len = strlen(de->d_name);
 		int fd;
-		ssize_t n;
 
 		if (de->d_name[0] == '.' || (len > 6 && !strcmp(de->d_name + len - 6, ".label")))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s.label", t->dir, de->d_name);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd >= 0) {
-			n = read(fd, label, sizeof(label) - 1);
+			ssize_t n = read(fd, label, sizeof(label) - 1);
 			label[n > 0 ? n : 0] = '\0';
 			close(fd);
 		}
