@@ -104,6 +104,10 @@ static int pick_mount(const char *hint)
 		snprintf(mountpoint, sizeof(mountpoint), "%s", mounts[0]);
 		return 0;
 	}
+	if (g.socket) {
+		mountpoint[0] = '\0'; /* -s alone: VM directories relative to the datastore */
+		return 0;
+	}
 	fprintf(stderr, "vmcryptfs-ctl: %s\n", n ? "several vmcryptfs datastores are mounted: "
 		"choose one with -m MOUNTPOINT" : "no vmcryptfs datastore is mounted (or use -m)");
 	return CTL_EXIT_NODAEMON;
@@ -115,6 +119,17 @@ static int vm_rel(const char *arg, char *out, size_t len)
 	char real[PATH_MAX], joined[PATH_MAX * 2];
 	size_t l = strlen(mountpoint);
 
+	if (!l) {
+		/* No mount point known: a path relative to the datastore's root. */
+		if (arg[0] == '/' || !strcmp(arg, "..") || !strncmp(arg, "../", 3) ||
+		    strstr(arg, "/../") || strlen(arg) >= len) {
+			fprintf(stderr, "vmcryptfs-ctl: %s: with -s and no -m, name VM directories "
+				"relative to the datastore\n", arg);
+			return CTL_EXIT_USAGE;
+		}
+		snprintf(out, len, "%s", arg);
+		return 0;
+	}
 	if (!realpath(arg, real)) {
 		snprintf(joined, sizeof(joined), "%s/%s", mountpoint, arg);
 		if (arg[0] == '/' || !realpath(joined, real)) {
@@ -293,6 +308,9 @@ static int cmd_status(int argc, char **argv)
 			printf("    policy error: %s\n", jget(vm, "policy_error"));
 		if (jget(vm, "lock_reason"))
 			printf("    locked: %s\n", jget(vm, "lock_reason"));
+		if (jget(vm, "writer") && !(json_object_object_get_ex(vm, "writer_is_this_host", &v) &&
+					    json_object_get_boolean(v)))
+			printf("    in use on another host: %s\n", jget(vm, "writer"));
 		if (json_object_object_get_ex(vm, "rekey_in_progress", &v) && json_object_get_boolean(v))
 			printf("    rekey in progress to %s/%s (re-run: vmcryptfs-ctl rekey %s)\n",
 			       jget(vm, "next_provider"), jget(vm, "next_kek_id"), jget(vm, "vm"));

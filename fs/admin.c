@@ -7,6 +7,7 @@
 #include "audit.h"
 #include "ctl.h"
 #include "vmcfs.h"
+#include "lease.h"
 #include "metrics.h"
 #include "vmc_backup.h"
 #include "vmc_crypto.h"
@@ -97,6 +98,17 @@ static json_object *vm_status(int dirfd, const char *rel)
 	if (!fstat(dirfd, &dst))
 		json_object_object_add(o, "open_files", json_object_new_int(
 					       vmc_inode_open_under(dst.st_dev, dst.st_ino)));
+	{
+		char holder[192];
+		bool here;
+
+		/* The cross-host lock: who writes to this VM right now. */
+		if (!vmc_lease_describe(dirfd, holder, sizeof(holder), &here)) {
+			jstr(o, "writer", holder);
+			json_object_object_add(o, "writer_is_this_host",
+					       json_object_new_boolean(here));
+		}
+	}
 	return o;
 }
 

@@ -20,6 +20,7 @@
 #include "audit.h"
 #include "ctl.h"
 #include "vmcfs.h"
+#include "lease.h"
 #include "metrics.h"
 #include "vmc_class.h"
 #include "vmc_crypto.h"
@@ -72,6 +73,10 @@ struct conv_job {
 	const char *vm;
 	struct vmc_vm_policy pol;   /* encrypt: which classes */
 	struct vmc_kek *kek;        /* encrypt/deep: the KEK new headers are sealed under */
+	bool claimed;               /* job_claim succeeded: the VM is ours */
+	struct vmc_lease *lease;    /* the VM's lock across hosts */
+	dev_t vm_dev;               /* the VM directory */
+	ino_t vm_ino;
 	uint8_t vm_uuid[16];
 	struct conv_file *files;
 	int nfiles, cap;
@@ -201,8 +206,9 @@ static bool needs_conversion(struct conv_job *j, const char *name, int fd, const
 		char err[256];
 
 		/* Converted files carry a slot of the new KEK (never a shallow
-		 * re-wrap: a deep rekey writes new data keys only). */
-		if (!enc || vmc_hdr_parse(&h, first, (size_t)n, err, sizeof(err)))
+		 * re-wrap: a deep rekey writes new data keys only). Before the
+		 * new KEK is chosen (preflight), every encrypted file counts. */
+		if (!enc || !j->kek || vmc_hdr_parse(&h, first, (size_t)n, err, sizeof(err)))
 			return enc;
 		for (int i = 0; i < VMC_FMT_NSLOTS; i++)
 			if (h.slots[i].status == VMC_SLOT_OK &&
@@ -254,7 +260,7 @@ static int scan_dir(struct conv_job *j, int dirfd, const char *rel, int depth)
 		    vmc_name_reserved(de->d_name) || !strcmp(de->d_name, VMC_FMT_POLICY_NAME))
 			continue;
 		snprintf(path, sizeof(path), "%s%s%s", rel, rel[0] ? "/" : "", de->d_name);
-		if (j->op != CONV_DECRYPT && is_snapshot_disk(de->d_name)) {
+		if (is_snapshot_disk(de->d_name)) {
 			r = ctl_fail(j->c, -EBUSY, "%s: %s is a snapshot delta disk: consolidate the "
 				     "VM's snapshots first", j->vm, path);
 			break;
@@ -612,23 +618,85 @@ static int check_space(struct conv_job *j)
 	return 0;
 }
 
-static int run_job(struct conv_job *j)
+/*
+ * Make the VM this job's: no other operation converting it here, no file of
+ * it open here, and its lock taken so no other host writes to it. Undone by
+ * job_release.
+ */
+static int job_claim(struct conv_job *j)
 {
-	struct journal jn;
 	struct stat vst;
+	char msg[512];
 	int r;
 
+	if (j->claimed)
+		return 0;
 	if (fstat(j->vmfd, &vst))
-		return -errno;
+		return ctl_fail(j->c, -errno, "%s: %s", j->vm, strerror(errno));
 	r = vmc_vm_busy_set(vst.st_dev, vst.st_ino, true);
 	if (r)
 		return ctl_fail(j->c, -EBUSY, "%s: another operation is converting this VM", j->vm);
-	atomic_fetch_add(&vmc_metrics.conversions_running, 1);
-	if (vmc_inode_open_under(vst.st_dev, vst.st_ino)) {
+	j->vm_dev = vst.st_dev;
+	j->vm_ino = vst.st_ino;
+	/* Another host writing to the VM has its lock: never convert under it. */
+	r = vmc_lease_take(j->vmfd, j->vm, &j->lease, msg, sizeof(msg));
+	if (r) {
+		r = ctl_fail(j->c, r, "%s", r == -EBUSY ? msg : strerror(-r));
+	} else if (vmc_inode_open_under(vst.st_dev, vst.st_ino)) {
 		r = ctl_fail(j->c, -EBUSY, "%s: files of the VM are open (power the VM off first)",
 			     j->vm);
-		goto out;
 	}
+	if (r) {
+		vmc_lease_put(j->lease);
+		j->lease = NULL;
+		vmc_vm_busy_set(vst.st_dev, vst.st_ino, false);
+		return r;
+	}
+	j->claimed = true;
+	return 0;
+}
+
+static void job_release(struct conv_job *j)
+{
+	if (!j->claimed)
+		return;
+	vmc_lease_put(j->lease);
+	j->lease = NULL;
+	vmc_vm_busy_set(j->vm_dev, j->vm_ino, false);
+	j->claimed = false;
+}
+
+/*
+ * Everything that can refuse the operation, before anything changes: claim
+ * the VM, then look at its files (snapshot delta disks, hard links) and the
+ * free space a copy of the largest one needs. Undone by job_release.
+ */
+static int preflight(struct conv_job *j)
+{
+	int r = job_claim(j);
+
+	if (r)
+		return r;
+	r = scan_dir(j, j->vmfd, "", 0);
+	if (!r)
+		r = check_space(j);
+	j->nfiles = 0; /* run_job looks again, with the key it converts to */
+	j->total = 0;
+	if (r)
+		job_release(j);
+	return r;
+}
+
+static int run_job(struct conv_job *j)
+{
+	bool own = !j->claimed; /* else the caller claimed the VM and releases it */
+	struct journal jn;
+	int r;
+
+	r = job_claim(j);
+	if (r)
+		return r;
+	atomic_fetch_add(&vmc_metrics.conversions_running, 1);
 	r = journal_read(j->vmfd, &jn);
 	if (r == -EUCLEAN) {
 		r = ctl_fail(j->c, -EIO, "%s: the conversion journal %s is damaged", j->vm,
@@ -680,8 +748,16 @@ out:
 	atomic_fetch_sub(&vmc_metrics.conversions_running, 1);
 	if (!r)
 		vmc_metric_add(j->op == CONV_DEEP ? &vmc_metrics.rekeys : &vmc_metrics.conversions, 1);
-	vmc_vm_busy_set(vst.st_dev, vst.st_ino, false);
+	if (own)
+		job_release(j);
 	return r;
+}
+
+/* The text of a new policy file. */
+static int policy_text(const char *policy, bool home_only, char *text, size_t len)
+{
+	return snprintf(text, len, "# written by vmcryptfs-ctl encrypt\npolicy = \"%s\"\n%s",
+			policy, home_only ? "disks = false\n" : "");
 }
 
 /* Write the VM's policy file (a new one), synced. */
@@ -690,8 +766,7 @@ static int write_policy(int vmfd, const char *policy, bool home_only)
 	char text[256];
 	int fd, n, r = 0;
 
-	n = snprintf(text, sizeof(text), "# written by vmcryptfs-ctl encrypt\npolicy = \"%s\"\n%s",
-		     policy, home_only ? "disks = false\n" : "");
+	n = policy_text(policy, home_only, text, sizeof(text));
 	fd = openat(vmfd, VMC_FMT_POLICY_NAME, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		    0644);
 	if (fd < 0)
@@ -719,24 +794,39 @@ static int encrypt_one(struct ctl_conn *c, int vmfd, const char *vm, const char 
 	char err[512];
 	int r;
 
+	/* Everything that can refuse it, before the policy or key record appear. */
 	r = vmc_vm_policy_at(vmfd, vm, &j.pol, err, sizeof(err));
 	if (r == -ENOENT) {
+		char text[256];
+
 		if (!policy)
 			policy = "vm-encryption";
 		if (!vmc_config_policy(vmcfs.fs_cfg, policy))
 			return ctl_fail(c, -ENOENT, "policy \"%s\" is not defined in %s", policy,
 					vmcfs.fs_cfg->source);
-		r = write_policy(vmfd, policy, home_only);
+		policy_text(policy, home_only, text, sizeof(text));
+		r = vmc_policy_parse(text, vm, vmcfs.fs_cfg, &j.pol, err, sizeof(err));
 		if (r)
+			return ctl_fail(c, r, "%s: %s", vm, err);
+		r = preflight(&j);
+		if (r)
+			return r;
+		r = write_policy(vmfd, policy, home_only);
+		if (r) {
+			job_release(&j);
 			return ctl_fail(c, r, "%s: cannot write its policy file: %s", vm, strerror(-r));
+		}
 		vmc_audit(&(struct vmc_event){ .op = "policy-create", .uid = c->cc_uid, .vm = vm,
 					       .to = policy, .result = 0 });
-		r = vmc_vm_policy_at(vmfd, vm, &j.pol, err, sizeof(err));
 	} else if (!r && policy && strcmp(policy, j.pol.policy)) {
 		return ctl_fail(c, -EEXIST, "%s already has the policy \"%s\"", vm, j.pol.policy);
-	}
-	if (r)
+	} else if (r) {
 		return ctl_fail(c, r, "%s", err);
+	} else {
+		r = preflight(&j);
+		if (r)
+			return r;
+	}
 	pc = vmc_config_policy(vmcfs.fs_cfg, j.pol.policy);
 	r = vmc_vm_kek(vmfd, vm, VMC_FMT_STATE_NAME, pc->provider, true, c->cc_uid, &j.kek,
 		       j.vm_uuid);
@@ -744,6 +834,7 @@ static int encrypt_one(struct ctl_conn *c, int vmfd, const char *vm, const char 
 		ctl_fail(c, r, "%s: cannot get the VM's key (see the log)", vm);
 	else
 		r = run_job(&j);
+	job_release(&j);
 	job_result(&j, out, r);
 	vmc_audit(&(struct vmc_event){ .op = "encrypt", .uid = c->cc_uid, .vm = vm,
 				       .provider = pc->provider,
@@ -764,7 +855,10 @@ static int decrypt_one(struct ctl_conn *c, int vmfd, const char *vm, json_object
 	int r;
 
 	had_record = vmc_vmstate_read(vmfd, VMC_FMT_STATE_NAME, &st, err, sizeof(err)) == 0;
-	r = run_job(&j);
+	/* Held until the policy and the record are gone. */
+	r = preflight(&j);
+	if (!r)
+		r = run_job(&j);
 	if (!r) {
 		/* All data is cleartext: the VM leaves encryption. */
 		if ((unlinkat(vmfd, VMC_FMT_POLICY_NAME, 0) && errno != ENOENT) ||
@@ -778,6 +872,7 @@ static int decrypt_one(struct ctl_conn *c, int vmfd, const char *vm, json_object
 				invalidate(dst.st_dev, dst.st_ino, VMC_FMT_POLICY_NAME);
 		}
 	}
+	job_release(&j);
 	job_result(&j, out, r);
 	vmc_audit(&(struct vmc_event){ .op = "decrypt", .uid = c->cc_uid, .vm = vm,
 				       .provider = had_record ? st.current.provider : NULL,
@@ -798,11 +893,16 @@ int vmc_rekey_deep(struct ctl_conn *c, int vmfd, const char *vm, const char *to_
 	uint8_t kcv[32];
 	int r;
 
+	/* Everything that can refuse it, before its record names a new KEK. */
+	r = preflight(&j);
+	if (r)
+		return r;
 	/* The new KEK, recorded as "next" before any data key changes. */
 	pthread_mutex_lock(&vmcfs.fs_vm_lock);
 	r = vmc_vmstate_read(vmfd, VMC_FMT_STATE_NAME, &st, err, sizeof(err));
 	if (r) {
 		pthread_mutex_unlock(&vmcfs.fs_vm_lock);
+		job_release(&j);
 		return ctl_fail(c, r == -ENOENT ? -ENOENT : -EIO, "%s: %s", vm,
 				r == -ENOENT ? "not an encrypted VM" : err);
 	}
@@ -857,6 +957,7 @@ int vmc_rekey_deep(struct ctl_conn *c, int vmfd, const char *vm, const char *to_
 	else if (strcmp(old_id, j.kek->kek_id))
 		vmc_keyring_forget(vmcfs.fs_keyring, old_prov, old_id);
 audit:
+	job_release(&j);
 	job_result(&j, out, r);
 	if (j.kek) {
 		json_object_object_add(out, "from", json_object_new_string(old_id));

@@ -16,6 +16,7 @@
 #include "vmcfs.h"
 #include "audit.h"
 #include "ctl.h"
+#include "lease.h"
 #include "metrics.h"
 #include "vmc_crypto.h"
 #include "vmc_fault.h"
@@ -48,6 +49,8 @@ struct vmc_opts {
 	char *ctl_socket;
 	int metrics_port;
 	int wait_providers;
+	char *host_id;
+	double lock_lease;
 	int writeback;
 	double attr_timeout;
 	double entry_timeout;
@@ -62,6 +65,8 @@ static const struct fuse_opt vmc_opt_spec[] = {
 	VMC_OPT("ctl_socket=%s", ctl_socket, 0),
 	VMC_OPT("metrics_port=%d", metrics_port, 0),
 	VMC_OPT("wait_providers=%d", wait_providers, 0),
+	VMC_OPT("host_id=%s", host_id, 0),
+	VMC_OPT("lock_lease=%lf", lock_lease, 0),
 	VMC_OPT("writeback", writeback, 1),
 	VMC_OPT("nowriteback", writeback, 0),
 	VMC_OPT("attr_timeout=%lf", attr_timeout, 0),
@@ -94,6 +99,10 @@ static void usage(const char *prog)
 	       "    -o metrics_port=N      Prometheus metrics on http://127.0.0.1:N/metrics\n"
 	       "    -o wait_providers=SEC  before mounting, wait up to SEC seconds until every\n"
 	       "                           remote key provider answers its health check\n"
+	       "    -o host_id=NAME        this host in VM lock files (default /etc/machine-id)\n"
+	       "    -o lock_lease=SEC      VM lock lease: another host takes over a lock whose\n"
+	       "                           heartbeat stood still this long (default 30; 0: no\n"
+	       "                           VM locks, for a datastore only one host mounts)\n"
 	       "    -o keyprov_dir=PATH    load key-provider plugins from PATH (testing)\n\n",
 	       prog, VMC_DEFAULT_CONFIG, VMC_CTL_DEFAULT_DIR);
 }
@@ -252,6 +261,11 @@ static int fs_setup(struct vmc_opts *o)
 	}
 	if (o->wait_providers > 0)
 		wait_providers(o->wait_providers);
+	r = vmc_lease_init(vmcfs.fs_root.in_fd, o->host_id, (unsigned)(o->lock_lease * 1000 + 0.5), err, sizeof(err));
+	if (r) {
+		vmc_err("%s", err);
+		return r;
+	}
 	vmc_info("datastore %s: configuration %s, %zu key provider(s), %zu policy(ies)", real,
 		 vmcfs.fs_cfg->source, vmcfs.fs_cfg->nproviders, vmcfs.fs_cfg->npolicies);
 	return 0;
@@ -260,6 +274,7 @@ static int fs_setup(struct vmc_opts *o)
 static void fs_teardown(void)
 {
 	vmc_ctl_stop();
+	vmc_lease_fini();
 	vmc_audit_stop();
 	vmc_keyring_free(vmcfs.fs_keyring);
 	vmc_config_free(vmcfs.fs_cfg);
@@ -337,7 +352,7 @@ static void harden(void)
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct vmc_opts opts = { .attr_timeout = 1.0, .entry_timeout = 1.0 };
+	struct vmc_opts opts = { .attr_timeout = 1.0, .entry_timeout = 1.0, .lock_lease = 30.0 };
 	struct fuse_cmdline_opts cmd;
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *lc = NULL;
@@ -367,8 +382,9 @@ int main(int argc, char *argv[])
 			argv[0], argv[0]);
 		goto out_args;
 	}
-	if (opts.attr_timeout < 0 || opts.entry_timeout < 0) {
-		fprintf(stderr, "vmcryptfs: timeouts must not be negative\n");
+	if (opts.attr_timeout < 0 || opts.entry_timeout < 0 || opts.lock_lease < 0 ||
+	    opts.lock_lease > 3600) {
+		fprintf(stderr, "vmcryptfs: timeouts must not be negative (lock_lease at most 3600)\n");
 		goto out_args;
 	}
 	vmcfs.fs_debug = cmd.debug;
@@ -451,6 +467,7 @@ out_args:
 	free(opts.keyprov_dir);
 	free(opts.log_level);
 	free(opts.ctl_socket);
+	free(opts.host_id);
 	fuse_opt_free_args(&args);
 	return ret;
 }

@@ -10,6 +10,7 @@
  * they are invisible through the mount and cannot be created there.
  */
 #include "vmcfs.h"
+#include "lease.h"
 #include "vmc_crypto.h"
 #include "vmc_log.h"
 #include "vmc_priv.h"
@@ -266,18 +267,51 @@ static int truncate_locked(struct vmc_inode *in, int fd, uint64_t size, uid_t ui
 	return r;
 }
 
+/* The VM lock for writing to @in (in directory @dir, or its remembered one). */
+static int lease_for(struct vmc_inode *in, struct vmc_inode *dir, struct vmc_lease **out)
+{
+	int r;
+
+	*out = NULL;
+	if (!vmc_lease_enabled())
+		return 0;
+	if (dir)
+		return vmc_vm_lease(dir, out);
+	dir = vmc_inode_parent(in);
+	if (!dir)
+		return 0;
+	r = vmc_vm_lease(dir, out);
+	vmc_inode_unref(dir);
+	return r;
+}
+
+static bool open_writes(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
 static int do_truncate(struct vmc_inode *in, struct fuse_file_info *fi, off_t size, uid_t uid,
 		       gid_t gid)
 {
+	struct vmc_lease *lease = NULL;
 	int fd, r;
 
 	if (!S_ISREG(in->in_type))
 		return S_ISDIR(in->in_type) ? -EISDIR : -EINVAL;
 	if (size < 0)
 		return -EINVAL;
+	if (fi && vmc_lease_lost(handle_of(fi)->fh_lease))
+		return -EIO;
+	if (!fi) {
+		r = lease_for(in, NULL, &lease); /* truncate(2) by name */
+		if (r)
+			return r;
+	}
 	fd = fi ? handle_of(fi)->fh_fd : vmc_reopen(in, O_RDWR);
-	if (fd < 0)
+	if (fd < 0) {
+		vmc_lease_put(lease);
 		return fd;
+	}
 	pthread_mutex_lock(&in->in_lock);
 	r = vmc_crypt_attach(in, fd);
 	if (!r) {
@@ -287,6 +321,7 @@ static int do_truncate(struct vmc_inode *in, struct fuse_file_info *fi, off_t si
 	pthread_mutex_unlock(&in->in_lock);
 	if (!fi)
 		close(fd);
+	vmc_lease_put(lease);
 	return r;
 }
 
@@ -589,7 +624,7 @@ static int open_flags(int flags)
  * the keys, honour O_TRUNC, refuse plaintext where the policy encrypts.
  */
 static int open_finish(fuse_req_t req, struct vmc_inode *in, int fd, int flags,
-		       struct fuse_file_info *fi, bool created)
+		       struct fuse_file_info *fi, bool created, struct vmc_lease *lease)
 {
 	uid_t uid = fuse_req_ctx(req)->uid;
 	gid_t gid = fuse_req_ctx(req)->gid;
@@ -639,6 +674,7 @@ static int open_finish(fuse_req_t req, struct vmc_inode *in, int fd, int flags,
 	atomic_fetch_add(&in->in_opens, 1);
 	pthread_mutex_unlock(&in->in_lock);
 	h->fh_fd = fd;
+	h->fh_lease = lease;
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->direct_io = (flags & O_DIRECT) != 0;
 	fi->keep_cache = 0;
@@ -653,6 +689,7 @@ static void open_undo(struct vmc_inode *in, int fd, struct fuse_file_info *fi)
 	vmc_crypt_detach(in);
 	pthread_mutex_unlock(&in->in_lock);
 	close(fd);
+	vmc_lease_put(handle_of(fi)->fh_lease);
 	free(handle_of(fi));
 }
 
@@ -685,21 +722,32 @@ static int reply_open(fuse_req_t req, struct fuse_file_info *fi)
 static void vmc_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vmc_inode *in = vmc_inode_of(ino);
+	struct vmc_lease *lease = NULL;
 	int fd, r;
 
 	if (!S_ISREG(in->in_type)) {
 		reply_err(req, S_ISDIR(in->in_type) ? EISDIR : ENXIO);
 		return;
 	}
+	/* Another host writing to the VM: EBUSY before anything changes. */
+	if (open_writes(fi->flags)) {
+		r = lease_for(in, NULL, &lease);
+		if (r) {
+			reply_err(req, -r);
+			return;
+		}
+	}
 	fd = vmc_reopen(in, open_flags(fi->flags));
 	if (fd == -EPERM && (fi->flags & O_NOATIME))
 		fd = vmc_reopen(in, open_flags(fi->flags & ~O_NOATIME));
 	if (fd < 0) {
+		vmc_lease_put(lease);
 		reply_err(req, -fd);
 		return;
 	}
-	r = open_finish(req, in, fd, fi->flags, fi, false);
+	r = open_finish(req, in, fd, fi->flags, fi, false, lease);
 	if (r) {
+		vmc_lease_put(lease);
 		close(fd);
 		reply_err(req, -r);
 		return;
@@ -712,11 +760,17 @@ static void vmc_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 			  struct fuse_file_info *fi)
 {
 	struct vmc_inode *dir = vmc_inode_of(parent), *in = NULL;
+	struct vmc_lease *lease = NULL;
 	struct fuse_entry_param e;
 	int fd, r;
 
 	if (vmc_name_reserved(name)) {
 		reply_err(req, EPERM);
+		return;
+	}
+	r = lease_for(NULL, dir, &lease);
+	if (r) {
+		reply_err(req, -r);
 		return;
 	}
 	if (is_policy_name(name)) {
@@ -732,6 +786,7 @@ static void vmc_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 			r = mount_require(req, VMC_PRIV_ACCESS, "create", dir, name);
 	}
 	if (r) {
+		vmc_lease_put(lease);
 		reply_err(req, -r);
 		return;
 	}
@@ -739,7 +794,9 @@ static void vmc_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 		    open_flags(fi->flags) | O_CREAT | (fi->flags & O_EXCL) | O_NOFOLLOW,
 		    mode & 07777);
 	if (fd < 0) {
-		reply_err(req, errno);
+		r = errno;
+		vmc_lease_put(lease);
+		reply_err(req, r);
 		return;
 	}
 	r = set_owner(req, dir, name);
@@ -747,13 +804,14 @@ static void vmc_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 		r = do_lookup(dir, name, &e);
 	if (!r) {
 		in = vmc_inode_of(e.ino);
-		r = open_finish(req, in, fd, fi->flags, fi, true);
+		r = open_finish(req, in, fd, fi->flags, fi, true, lease);
 		if (r)
 			vmc_inode_forget(in, 1);
 	}
 	if (is_policy_name(name))
 		policy_event(req, "policy-create", dir, name, r);
 	if (r) {
+		vmc_lease_put(lease);
 		close(fd);
 		reply_err(req, -r);
 		return;
@@ -854,8 +912,10 @@ static void vmc_ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t
 			 off_t off, struct fuse_file_info *fi)
 {
 	struct vmc_inode *in = vmc_inode_of(ino);
-	ssize_t n = do_write(in, handle_of(fi)->fh_fd, buf, size, off, fuse_req_ctx(req)->uid,
-			     fuse_req_ctx(req)->gid);
+	ssize_t n = vmc_lease_lost(handle_of(fi)->fh_lease) ?
+			    -EIO : /* another host owns the VM now */
+			    do_write(in, handle_of(fi)->fh_fd, buf, size, off,
+				     fuse_req_ctx(req)->uid, fuse_req_ctx(req)->gid);
 	int k = atomic_load(&in->in_enc) == VMC_ENC_CRYPT;
 
 	if (n < 0) {
@@ -885,6 +945,7 @@ static void vmc_ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	vmc_crypt_detach(in);
 	pthread_mutex_unlock(&in->in_lock);
 	close(h->fh_fd);
+	vmc_lease_put(h->fh_lease);
 	free(h);
 	reply_err(req, 0);
 }
@@ -939,8 +1000,11 @@ static int do_fallocate(struct vmc_inode *in, int fd, int mode, off_t off, off_t
 static void vmc_ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			     struct fuse_file_info *fi)
 {
-	reply_err(req, -do_fallocate(vmc_inode_of(ino), handle_of(fi)->fh_fd, mode, off, len,
-					  fuse_req_ctx(req)->uid, fuse_req_ctx(req)->gid));
+	if (vmc_lease_lost(handle_of(fi)->fh_lease))
+		reply_err(req, EIO);
+	else
+		reply_err(req, -do_fallocate(vmc_inode_of(ino), handle_of(fi)->fh_fd, mode, off,
+					  len, fuse_req_ctx(req)->uid, fuse_req_ctx(req)->gid));
 }
 
 static void vmc_ll_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,

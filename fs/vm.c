@@ -20,6 +20,7 @@
 #include "vmc_log.h"
 #include "vmc_vmstate.h"
 #include "audit.h"
+#include "lease.h"
 
 #include <errno.h>
 #include <dirent.h>
@@ -132,7 +133,15 @@ static int vm_kek_locked(int dirfd, const char *where, const char *record, const
 		r = vmc_vmstate_key_check(k->kek_check_key, st.vm_uuid, provider, k->kek_id,
 					  st.current.key_check);
 		if (!r)
-			r = vmc_vmstate_write(dirfd, record, &st);
+			r = vmc_vmstate_create(dirfd, record, &st);
+		if (r == -EEXIST) {
+			/* Another host made the record meanwhile: use its key. */
+			vmc_info("%s %s: its key record was just created elsewhere; using it",
+				 is_ds ? "datastore" : "VM", where);
+			vmc_kek_put(k);
+			return vm_kek_locked(dirfd, where, record, provider, false, uid, out,
+					     vm_uuid);
+		}
 		vmc_audit(&(struct vmc_event){ .op = is_ds ? "encryption-mode" : "encrypt-new",
 					       .uid = uid, .vm = is_ds ? NULL : where,
 					       .provider = provider, .key_to = k->kek_id,
@@ -426,6 +435,37 @@ bool vmc_vm_busy(struct vmc_inode *in)
 	if (cur)
 		vmc_inode_unref(cur);
 	return hit;
+}
+
+/* --- locks across hosts ------------------------------------------------------ */
+
+int vmc_vm_lease(struct vmc_inode *dir, struct vmc_lease **out)
+{
+	struct vm_ctx ctx;
+	char vm[PATH_MAX], msg[512];
+	int r;
+
+	*out = NULL;
+	if (!vmc_lease_enabled())
+		return 0;
+	vm_find(dir, &ctx);
+	if (!ctx.dir) {
+		/* A VM without a policy (yet): its directory is the VM. */
+		vmc_inode_ref(dir);
+		ctx.dir = dir;
+	}
+	if (ctx.dir == &vmcfs.fs_root) {
+		vm_ctx_done(&ctx);
+		return 0; /* files at the datastore root belong to no VM */
+	}
+	vmc_inode_path(ctx.dir, vm, sizeof(vm));
+	r = vmc_lease_take(ctx.dir->in_fd, vm, out, msg, sizeof(msg));
+	if (r == -EBUSY)
+		vmc_warn("%s", msg);
+	else if (r)
+		vmc_err("VM %s: cannot take its lock: %s", vm, strerror(-r));
+	vm_ctx_done(&ctx);
+	return r;
 }
 
 /* --- enumerating VMs -------------------------------------------------------- */

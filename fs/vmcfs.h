@@ -92,8 +92,9 @@ struct vmc_inode {
 
 /* An open file. */
 struct vmc_handle {
-	int fh_fd;           /* backing descriptor, read-write when writing */
-	bool fh_crypt_ref;   /* holds an in_crypt_users reference */
+	int fh_fd;                /* backing descriptor, read-write when writing */
+	bool fh_crypt_ref;        /* holds an in_crypt_users reference */
+	struct vmc_lease *fh_lease; /* the VM's lock while open for writing, or NULL */
 };
 
 /* The mounted filesystem. One per process. */
@@ -217,6 +218,14 @@ int vmc_vm_check_clear_write(struct vmc_inode *in, int fd);
  * (false) until its first bytes arrive.
  */
 int vmc_vm_would_encrypt(struct vmc_inode *dir, const char *name, bool *encrypt);
+/*
+ * A reference on the cross-host lock of the VM that directory @dir belongs
+ * to: the nearest directory with a policy file, else @dir itself (*out NULL
+ * at the datastore root, or when locking is off). -EBUSY, logged with the
+ * holder, when another host writes to the VM.
+ */
+struct vmc_lease;
+int vmc_vm_lease(struct vmc_inode *dir, struct vmc_lease **out);
 /* Unwrap the DEK of header @hdr into @dek (secret memory). */
 int vmc_vm_unwrap(struct vmc_inode *in, const struct vmc_hdr *hdr, uint8_t *dek);
 

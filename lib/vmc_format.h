@@ -60,6 +60,9 @@
 /* A conversion in progress in a VM directory (docs/FORMAT.md, "Journal"). */
 #define VMC_FMT_JOURNAL_NAME ".vmcrypt.journal"
 #define VMC_FMT_CONV_TMP_NAME ".vmcrypt.conv.tmp"
+/* At the datastore root: the lock files of VMs hosts write to, "vm.INODE"
+ * (docs/FORMAT.md, "VM lock file"). */
+#define VMC_FMT_LOCK_DIR ".vmcrypt.locks"
 #define VMC_FMT_RESERVED_PREFIX ".vmcrypt."
 
 /* HKDF info strings: one per purpose, never reused across purposes. */

@@ -173,20 +173,26 @@ int vmc_vmstate_read(int dirfd, const char *name, struct vmc_vmstate *s, char *e
 	return vmc_vmstate_parse(s, &buf, (size_t)n, err, errlen);
 }
 
-int vmc_vmstate_write(int dirfd, const char *name, struct vmc_vmstate *s)
+/*
+ * Write @s as @name in @dirfd through a private temporary file (several
+ * daemons may share the directory), then rename it over @name, or with
+ * @exclusive link it to @name, failing with -EEXIST if @name exists.
+ */
+static int vmstate_put(int dirfd, const char *name, struct vmc_vmstate *s, bool exclusive)
 {
 	struct vmc_fmt_vmstate buf;
-	char tmp[128];
+	uint32_t rnd = 0;
+	char tmp[160];
 	int fd, r = 0;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
+	if (vmc_random(&rnd, sizeof(rnd)))
+		return -EIO;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%08x", name, (long)getpid(), rnd) >=
+	    (int)sizeof(tmp))
 		return -ENAMETOOLONG;
 	s->seq++;
 	vmc_vmstate_encode(s, &buf);
-	if (unlinkat(dirfd, tmp, 0) && errno != ENOENT)
-		return -errno;
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		    0600);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	{
@@ -200,8 +206,13 @@ int vmc_vmstate_write(int dirfd, const char *name, struct vmc_vmstate *s)
 	if (!r && fsync(fd))
 		r = -errno;
 	close(fd);
-	if (!r && renameat(dirfd, tmp, dirfd, name))
+	if (!r && exclusive) {
+		if (linkat(dirfd, tmp, dirfd, name, 0))
+			r = -errno;
+		unlinkat(dirfd, tmp, 0);
+	} else if (!r && renameat(dirfd, tmp, dirfd, name)) {
 		r = -errno;
+	}
 	if (!r) {
 		/* dirfd may be an O_PATH descriptor, which cannot be synced. */
 		int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -214,4 +225,14 @@ int vmc_vmstate_write(int dirfd, const char *name, struct vmc_vmstate *s)
 	if (r)
 		unlinkat(dirfd, tmp, 0);
 	return r;
+}
+
+int vmc_vmstate_write(int dirfd, const char *name, struct vmc_vmstate *s)
+{
+	return vmstate_put(dirfd, name, s, false);
+}
+
+int vmc_vmstate_create(int dirfd, const char *name, struct vmc_vmstate *s)
+{
+	return vmstate_put(dirfd, name, s, true);
 }

@@ -55,5 +55,7 @@ int vmc_vmstate_read(int dirfd, const char *name, struct vmc_vmstate *s, char *e
 		     size_t errlen);
 /* Replace it atomically (seq is incremented first). */
 int vmc_vmstate_write(int dirfd, const char *name, struct vmc_vmstate *s);
+/* Create it; -EEXIST (nothing written) when it exists, made by another host. */
+int vmc_vmstate_create(int dirfd, const char *name, struct vmc_vmstate *s);
 
 #endif

@@ -62,6 +62,7 @@ struct native {
 	char broken[VMC_KP_ERR_MAX];
 	uint8_t *key;         /* 32 bytes, host secret memory */
 	uint8_t key_id[16];
+	struct stat loaded;   /* the key file the key came from */
 };
 
 static void hex(const uint8_t *in, size_t len, char *out)
@@ -213,6 +214,7 @@ static void load_key(struct native *n)
 	}
 	memcpy(n->key, k->key, 32);
 	memcpy(n->key_id, k->key_id, sizeof(n->key_id));
+	n->loaded = st;
 	n->state = NATIVE_LOADED;
 	{
 		char fp[33];
@@ -247,6 +249,32 @@ static int mkdir_parents(char *path, mode_t leaf_mode)
 	return r;
 }
 
+/*
+ * Bring the loaded key in line with the key file: load it if it is not
+ * loaded, and load it again if another file was put in its place (a
+ * `provider restore --force`). A key file that went away leaves the loaded
+ * key in use: the VMs keep running. Caller holds n->lock.
+ */
+static void refresh(struct native *n)
+{
+	struct stat st;
+
+	if (n->state == NATIVE_LOADED) {
+		if (stat(n->path, &st) ||
+		    (st.st_dev == n->loaded.st_dev && st.st_ino == n->loaded.st_ino &&
+		     st.st_size == n->loaded.st_size &&
+		     st.st_mtim.tv_sec == n->loaded.st_mtim.tv_sec &&
+		     st.st_mtim.tv_nsec == n->loaded.st_mtim.tv_nsec))
+			return;
+		n->host->secret_free(n->key, 32);
+		n->key = NULL;
+		n->state = NATIVE_MISSING;
+		n->host->log(VMC_KP_LOG_NOTICE, "key-provider \"%s\": %s was replaced; loading it",
+			     n->name, n->path);
+	}
+	load_key(n);
+}
+
 /* Create the key file; caller holds n->lock and saw NATIVE_MISSING. */
 static int create_key_file(struct native *n, char *err)
 {
@@ -259,6 +287,10 @@ static int create_key_file(struct native *n, char *err)
 
 		read_marker(n, fp);
 		if (fp[0]) {
+			/* Another daemon may have just created it (and the marker). */
+			load_key(n);
+			if (n->state == NATIVE_LOADED)
+				return 0;
 			ERR("primary key file %s (key id %s) is missing; restore it from backup, or "
 			    "remove %s.id to start over with a new key", n->path, fp, n->path);
 			return -ENOENT;
@@ -303,8 +335,16 @@ static int create_key_file(struct native *n, char *err)
 	/* link(2) fails if the name exists: an existing key is never replaced. */
 	if (link(tmp, n->path)) {
 		r = -errno;
-		ERR("cannot install primary key file %s: %s", n->path, strerror(errno));
 		unlink(tmp);
+		if (r == -EEXIST) {
+			/* Another daemon created it first: use that one. */
+			load_key(n);
+			if (n->state == NATIVE_LOADED) {
+				r = 0;
+				goto out;
+			}
+		}
+		ERR("cannot install primary key file %s: %s", n->path, strerror(-r));
 		goto out;
 	}
 	unlink(tmp);
@@ -396,8 +436,7 @@ static int native_create_key(void *inst, const char *label, char *id, uint8_t *k
 
 	(void)label; /* native ids are random; nothing to name on a server */
 	pthread_mutex_lock(&n->lock);
-	if (n->state != NATIVE_LOADED)
-		load_key(n); /* the file may have been restored or fixed meanwhile */
+	refresh(n); /* the file may have been restored or fixed meanwhile */
 	if (n->state == NATIVE_MISSING)
 		r = create_key_file(n, err);
 	if (!r && n->state == NATIVE_BROKEN) {
@@ -427,8 +466,13 @@ static int native_get_key(void *inst, const char *id, uint8_t *kek, char *err)
 		return -ENOKEY;
 	}
 	pthread_mutex_lock(&n->lock);
-	if (n->state != NATIVE_LOADED)
+	if (n->state == NATIVE_LOADED) {
+		hex(n->key_id, sizeof(n->key_id), fp);
+		if (strncmp(id + 5, fp, 32))
+			refresh(n); /* made by another primary key: was the file restored? */
+	} else {
 		load_key(n);
+	}
 	switch (n->state) {
 	case NATIVE_MISSING:
 		ERR("primary key file %s is missing; restore it from backup (the key was made by "
@@ -461,10 +505,20 @@ static int native_test(void *inst, void (*report)(void *arg, const char *line), 
 	int r = 0;
 
 	pthread_mutex_lock(&n->lock);
+	refresh(n);
 	switch (n->state) {
 	case NATIVE_MISSING:
-		snprintf(line, sizeof(line), "primary key %s: not created yet (made on first use)",
-			 n->path);
+		read_marker(n, fp);
+		if (fp[0]) {
+			snprintf(line, sizeof(line), "primary key %s: MISSING (it was key id %s); "
+				 "restore it from backup", n->path, fp);
+			ERR("primary key file %s is missing; restore it from backup, or remove "
+			    "%s.id to start over with a new key", n->path, n->path);
+			r = -ENOENT;
+		} else {
+			snprintf(line, sizeof(line), "primary key %s: not created yet (made on first "
+				 "use)", n->path);
+		}
 		break;
 	case NATIVE_BROKEN:
 		snprintf(line, sizeof(line), "primary key %s: %s", n->path, n->broken);

@@ -23,6 +23,7 @@
 #include "vmc_test.h"
 #include "vmc_vmstate.h"
 
+#include <dirent.h>
 #include <endian.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1112,6 +1113,20 @@ static void write_file(int dirfd, const char *name, const void *buf, size_t len)
 	close(fd);
 }
 
+/* Entries of directory @dir whose names begin with @prefix. */
+static int count_prefixed(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	REQUIRE_(d != NULL);
+	while ((de = readdir(d)))
+		n += !strncmp(de->d_name, prefix, strlen(prefix));
+	closedir(d);
+	return n;
+}
+
 static char vmstate_dir[] = "/tmp/vmc-unit-vmstate-XXXXXX";
 
 /* Remove the temporary directory however the program ends. */
@@ -1124,7 +1139,7 @@ static void test_vmstate_files(void)
 {
 	char *dir = vmstate_dir;
 	uint8_t check_key[32], before[1024], after[1024];
-	struct vmc_vmstate s, s2;
+	struct vmc_vmstate s, s2, s3;
 	struct stat st;
 	int dirfd, pathfd;
 
@@ -1159,11 +1174,26 @@ static void test_vmstate_files(void)
 	EQ_(s2.seq, 44);
 	close(pathfd);
 
-	/* A leftover temporary file from a crash is replaced. */
+	/* Writes go through a private temporary name (hosts share the
+	 * directory) and leave none behind; another name is not touched. */
 	write_file(dirfd, VMC_FMT_STATE_NAME ".tmp", "junk", 4);
 	OK_(vmc_vmstate_write(dirfd, VMC_FMT_STATE_NAME, &s));
-	FAIL_(faccessat(dirfd, VMC_FMT_STATE_NAME ".tmp", F_OK, AT_SYMLINK_NOFOLLOW) ? -errno : 0,
-	      ENOENT);
+	EQ_(count_prefixed(dir, VMC_FMT_STATE_NAME ".tmp."), 0);
+	EQ_(read_file(dirfd, VMC_FMT_STATE_NAME ".tmp", after, sizeof(after)), 4);
+	OK_(unlinkat(dirfd, VMC_FMT_STATE_NAME ".tmp", 0));
+
+	/* Creating a record that exists fails, leaves it as it was, and no
+	 * temporary file. */
+	EQ_(read_file(dirfd, VMC_FMT_STATE_NAME, before, sizeof(before)), 1024);
+	s2 = s;
+	FAIL_(vmc_vmstate_create(dirfd, VMC_FMT_STATE_NAME, &s2), EEXIST);
+	EQ_(read_file(dirfd, VMC_FMT_STATE_NAME, after, sizeof(after)), 1024);
+	MEMEQ_(after, before, 1024);
+	EQ_(count_prefixed(dir, VMC_FMT_STATE_NAME ".tmp."), 0);
+	OK_(vmc_vmstate_create(dirfd, "fresh-record", &s2));
+	OK_(vmc_vmstate_read(dirfd, "fresh-record", &s3, errbuf, sizeof(errbuf)));
+	EQ_(s3.seq, s2.seq);
+	OK_(unlinkat(dirfd, "fresh-record", 0));
 
 	/* A symlink planted at the record's name is neither read nor written through. */
 	EQ_(read_file(dirfd, VMC_FMT_STATE_NAME, before, sizeof(before)), 1024);
@@ -1179,7 +1209,7 @@ static void test_vmstate_files(void)
 	EQ_(read_file(dirfd, "elsewhere", after, sizeof(after)), 1024);
 	MEMEQ_(after, before, 1024);
 
-	/* Nor is one planted at the temporary name. */
+	/* Nor is one planted at the old temporary name. */
 	write_file(dirfd, "victim", "victim", 6);
 	OK_(symlinkat("victim", dirfd, VMC_FMT_STATE_NAME ".tmp"));
 	OK_(vmc_vmstate_write(dirfd, VMC_FMT_STATE_NAME, &s));
