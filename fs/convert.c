@@ -414,8 +414,17 @@ static int convert_file(struct conv_job *j, int dirfd, const char *name, struct 
 		}
 	}
 	/* The temporary copy: resumed, or started afresh. */
-	if (resume_done)
-		tmp = openat(dirfd, VMC_FMT_CONV_TMP_NAME, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (resume_done) {
+		tmp = openat(dirfd, VMC_FMT_CONV_TMP_NAME,
+			     O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		/* Only a copy this daemon made: a planted hard link of a file
+		 * elsewhere, or anything but a plain file of ours, is not resumed. */
+		if (tmp >= 0 && (fstat(tmp, &dst) || !S_ISREG(dst.st_mode) || dst.st_nlink != 1 ||
+				 dst.st_uid != geteuid())) {
+			close(tmp);
+			tmp = -1;
+		}
+	}
 	if (tmp >= 0 && dst_enc) {
 		ssize_t n = pread(tmp, hb, HDR, 0);
 		struct vmc_hdr *h = dh;
@@ -641,7 +650,7 @@ static int job_claim(struct conv_job *j)
 	/* Another host writing to the VM has its lock: never convert under it. */
 	r = vmc_lease_take(j->vmfd, j->vm, &j->lease, msg, sizeof(msg));
 	if (r) {
-		r = ctl_fail(j->c, r, "%s", r == -EBUSY ? msg : strerror(-r));
+		r = ctl_fail(j->c, r, "%s", msg[0] ? msg : strerror(-r));
 	} else if (vmc_inode_open_under(vst.st_dev, vst.st_ino)) {
 		r = ctl_fail(j->c, -EBUSY, "%s: files of the VM are open (power the VM off first)",
 			     j->vm);

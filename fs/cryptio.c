@@ -188,14 +188,15 @@ static int pwrite_full(int fd, const uint8_t *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-/* Read and decrypt unit @u, @len bytes long, into @buf. */
+/* Read and decrypt unit @u, @len bytes long, into @buf (our own read: no atime). */
 static int unit_load(struct vmc_inode *in, int fd, uint64_t u, uint64_t len, uint8_t *buf)
 {
 	int r;
 
+	(void)fd;
 	if (len == 0)
 		return 0;
-	r = pread_full(fd, buf, len, HDR + (u << USHIFT));
+	r = pread_full(in->in_crypt->fc_rfd, buf, len, HDR + (u << USHIFT));
 	if (!r)
 		r = vmc_dek_decrypt(in->in_crypt->fc_dek, u, buf, len);
 	return r;
@@ -218,7 +219,7 @@ static int unit_reencode(struct vmc_inode *in, int fd, uint64_t u, uint64_t old_
 		return -ENOMEM;
 	if (old_len == new_len || new_len == 0)
 		return 0;
-	r = pread_full(fd, b, old_len, HDR + (u << USHIFT));
+	r = pread_full(in->in_crypt->fc_rfd, b, old_len, HDR + (u << USHIFT));
 	if (r)
 		return r;
 	hole = old_len == 0 || vmc_unit_is_hole(b, old_len);
@@ -317,6 +318,17 @@ out:
 
 /* --- attach / detach ------------------------------------------------------ */
 
+int vmc_quiet_fd(struct vmc_inode *in, int fd)
+{
+	int q = vmc_reopen(in, O_RDONLY | O_NOATIME);
+
+	if (q < 0)
+		q = vmc_reopen(in, O_RDONLY); /* not ours to O_NOATIME (not root) */
+	if (q < 0)
+		q = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	return q < 0 ? -errno : q;
+}
+
 int vmc_crypt_attach(struct vmc_inode *in, int fd)
 {
 	struct vmc_fcrypt *fc = in->in_crypt, *fresh = NULL;
@@ -326,10 +338,15 @@ int vmc_crypt_attach(struct vmc_inode *in, int fd)
 	struct vmc_dek *d = NULL;
 	struct stat st;
 	size_t hlen;
-	int r;
+	int r, q;
 
 	if (fstat(fd, &st))
 		return -errno;
+	/* The daemon's own reads leave the access time alone, as the kernel's
+	 * open, write and truncate do. */
+	q = vmc_quiet_fd(in, fd);
+	if (q < 0)
+		return q;
 	hbuf = malloc(HDR);
 	hdr = malloc(sizeof(*hdr));
 	if (!hbuf || !hdr) {
@@ -337,7 +354,7 @@ int vmc_crypt_attach(struct vmc_inode *in, int fd)
 		goto out;
 	}
 	hlen = st.st_size < (off_t)HDR ? (size_t)st.st_size : HDR;
-	r = pread_full(fd, hbuf, hlen, 0);
+	r = pread_full(q, hbuf, hlen, 0);
 	if (r)
 		goto out;
 	if (vmc_hdr_probe(hbuf, hlen) == VMC_PROBE_CLEAR) {
@@ -374,6 +391,8 @@ int vmc_crypt_attach(struct vmc_inode *in, int fd)
 			r = -ENOMEM;
 			goto out;
 		}
+		fc->fc_rfd = q;
+		q = -1;
 	}
 	vmc_dek_free(fc->fc_dek);
 	fc->fc_dek = d;
@@ -385,8 +404,12 @@ int vmc_crypt_attach(struct vmc_inode *in, int fd)
 	atomic_store(&in->in_enc, VMC_ENC_CRYPT);
 	in->in_crypt_users++;
 out:
-	if (r && fresh)
+	if (r && fresh) {
+		close(fresh->fc_rfd);
 		free(fresh);
+	}
+	if (q >= 0)
+		close(q);
 	vmc_dek_free(d);
 	vmc_secret_free(dek, VMC_FMT_DEK_LEN);
 	free(hdr);
@@ -399,6 +422,7 @@ void vmc_crypt_detach(struct vmc_inode *in)
 	if (--in->in_crypt_users > 0 || !in->in_crypt)
 		return;
 	vmc_dek_free(in->in_crypt->fc_dek);
+	close(in->in_crypt->fc_rfd);
 	free(in->in_crypt);
 	in->in_crypt = NULL;
 }
@@ -420,10 +444,14 @@ int vmc_crypt_init_header(struct vmc_inode *in, int fd, struct vmc_hdr *hdr, con
 	}
 	if (!fc) {
 		fc = calloc(1, sizeof(*fc));
-		if (!fc) {
+		if (fc)
+			fc->fc_rfd = vmc_quiet_fd(in, fd);
+		if (!fc || fc->fc_rfd < 0) {
+			r = fc ? fc->fc_rfd : -ENOMEM;
+			free(fc);
 			ftruncate(fd, 0);
 			vmc_dek_free(d);
-			return -ENOMEM;
+			return r;
 		}
 		in->in_crypt = fc;
 	} else {
@@ -589,8 +617,15 @@ int vmc_crypt_truncate(struct vmc_inode *in, int fd, uint64_t size)
 	struct vmc_rl_req rq;
 	int r = 0;
 
-	if (size == old)
+	if (size == old) {
+		struct stat st;
+
+		/* Nothing moves, but a truncate still marks the file changed
+		 * (mtime, ctime), as the backing filesystem's does. */
+		if (!fstat(fd, &st) && ftruncate(fd, st.st_size))
+			return -errno;
 		return 0;
+	}
 	if (size > (uint64_t)INT64_MAX - HDR)
 		return -EFBIG;
 	if (size == 0) {

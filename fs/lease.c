@@ -340,8 +340,12 @@ static int acquire(const char *vm, dev_t dev, ino_t ino, struct vmc_lease **out,
 	char name[32], tmp[96];
 	int r = -EBUSY, dirfd = lock_dir(true);
 
-	if (dirfd < 0)
-		return dirfd;
+	if (dirfd < 0) {
+		snprintf(msg, msglen, "VM %s: cannot use the lock directory %s at the datastore "
+			 "root (%s; it must be a directory, not a symbolic link): writes to VMs "
+			 "are refused until it is fixed", vm, VMC_FMT_LOCK_DIR, strerror(-dirfd));
+		return -EIO;
+	}
 	lock_name(ino, name, sizeof(name));
 	snprintf(tmp, sizeof(tmp), "%s.%s", name, L.self.instance);
 	for (int attempt = 0; attempt < 4; attempt++) {

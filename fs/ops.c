@@ -411,18 +411,57 @@ static int set_owner(fuse_req_t req, struct vmc_inode *dir, const char *name)
 	return 0;
 }
 
-static void reply_new_entry(fuse_req_t req, struct vmc_inode *dir, const char *name, int r)
+/* Is @gid the caller's group or one of its supplementary groups? */
+static bool caller_in_group(fuse_req_t req, gid_t gid)
+{
+	gid_t groups[64];
+	int n;
+
+	if (fuse_req_ctx(req)->gid == gid)
+		return true;
+	n = fuse_req_getgroups(req, 64, groups);
+	for (int i = 0; i < n && i < 64; i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
+/*
+ * set_owner's chown cleared the set-id bits of a new regular file: give back
+ * those the caller asked for in @mode, as the kernel keeps them for a file
+ * the caller creates itself (S_ISGID only if the file's group is one of the
+ * caller's, or the caller is root).
+ */
+static void keep_setid(fuse_req_t req, int fd, mode_t mode)
+{
+	mode_t want = mode & (S_ISUID | S_ISGID);
+	struct stat st;
+
+	if (!want || !vmcfs.fs_is_root || fstat(fd, &st) || !S_ISREG(st.st_mode))
+		return;
+	if ((want & S_ISGID) && fuse_req_ctx(req)->uid != 0 && !caller_in_group(req, st.st_gid))
+		want &= (mode_t)~S_ISGID;
+	if (want && fchmod(fd, (st.st_mode & 07777) | want))
+		vmc_warn("cannot restore the set-id bits of a new file: %s", strerror(errno));
+}
+
+static void reply_entry(fuse_req_t req, struct vmc_inode *dir, const char *name, int r)
 {
 	struct fuse_entry_param e;
 
-	if (!r)
-		r = set_owner(req, dir, name);
 	if (!r)
 		r = do_lookup(dir, name, &e);
 	if (r)
 		reply_err(req, -r);
 	else
 		fuse_reply_entry(req, &e);
+}
+
+static void reply_new_entry(fuse_req_t req, struct vmc_inode *dir, const char *name, int r)
+{
+	if (!r)
+		r = set_owner(req, dir, name);
+	reply_entry(req, dir, name, r);
 }
 
 static void vmc_ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -435,7 +474,17 @@ static void vmc_ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 		r = -EPERM;
 	else if (mknodat(dir->in_fd, name, mode, rdev))
 		r = -errno;
-	reply_new_entry(req, dir, name, r);
+	if (!r)
+		r = set_owner(req, dir, name);
+	if (!r && S_ISREG(mode) && (mode & (S_ISUID | S_ISGID))) {
+		int fd = openat(dir->in_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+		if (fd >= 0) {
+			keep_setid(req, fd, mode);
+			close(fd);
+		}
+	}
+	reply_entry(req, dir, name, r);
 }
 
 static void vmc_ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -800,6 +849,8 @@ static void vmc_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 		return;
 	}
 	r = set_owner(req, dir, name);
+	if (!r)
+		keep_setid(req, fd, mode);
 	if (!r)
 		r = do_lookup(dir, name, &e);
 	if (!r) {

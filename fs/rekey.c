@@ -96,6 +96,18 @@ static int rewrap(struct rekey_job *j, int fd, const char *path)
 		r = 1; /* a cleartext file: nothing to re-wrap */
 		goto out;
 	}
+	{
+		struct stat st;
+
+		/* Another name of the inode may live outside the datastore. */
+		if (!fstat(fd, &st) && st.st_nlink > 1) {
+			r = -EMLINK;
+			note_error(j, "%s has %ju hard links; its key slots are not rewritten "
+				   "(remove the other links, then rekey again)", path,
+				   (uintmax_t)st.st_nlink);
+			goto out;
+		}
+	}
 	r = vmc_hdr_parse(h, buf, (size_t)n, err, sizeof(err));
 	if (r) {
 		note_error(j, "%s: %s", path, err);

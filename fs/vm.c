@@ -302,9 +302,13 @@ int vmc_vm_check_clear_write(struct vmc_inode *in, int fd)
 	char first[32], where[512];
 	struct vm_ctx ctx;
 	enum vmc_class cls;
-	ssize_t n = pread(fd, first, sizeof(first), 0);
+	int q = vmc_quiet_fd(in, fd);
+	ssize_t n = q < 0 ? q : pread(q, first, sizeof(first), 0);
 	bool enc;
 	int r;
+
+	if (q >= 0)
+		close(q);
 
 	r = vm_decide(in, first, n > 0 ? (size_t)n : 0, &enc, &cls, &ctx);
 	if (r == -ENOENT)
@@ -462,6 +466,8 @@ int vmc_vm_lease(struct vmc_inode *dir, struct vmc_lease **out)
 	r = vmc_lease_take(ctx.dir->in_fd, vm, out, msg, sizeof(msg));
 	if (r == -EBUSY)
 		vmc_warn("%s", msg);
+	else if (r && msg[0])
+		vmc_err("%s", msg);
 	else if (r)
 		vmc_err("VM %s: cannot take its lock: %s", vm, strerror(-r));
 	vm_ctx_done(&ctx);

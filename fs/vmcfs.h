@@ -59,7 +59,8 @@ enum vmc_enc {
  */
 struct vmc_fcrypt {
 	struct vmc_dek *fc_dek;   /* the file's DEK */
-	struct vmc_hdr fc_hdr; /* header as read or written */
+	struct vmc_hdr fc_hdr;    /* header as read or written */
+	int fc_rfd;               /* read-only, O_NOATIME: the daemon's own reads */
 };
 
 /*
@@ -165,6 +166,9 @@ struct vmc_inode *vmc_inode_parent(struct vmc_inode *in);
  * -ENOKEY, -EKEYREJECTED or -EIO, and then taking no reference). in_lock held.
  */
 int vmc_crypt_attach(struct vmc_inode *in, int fd);
+/* A read-only descriptor of @in for the daemon's own reads, without access
+ * time updates where the daemon may ask for that (else a copy of @fd). */
+int vmc_quiet_fd(struct vmc_inode *in, int fd);
 /* Drop it; the last user wipes the keys. in_lock held. */
 void vmc_crypt_detach(struct vmc_inode *in);
 int vmc_crypt_read(struct vmc_inode *in, int fd, uint8_t **out, size_t size, off_t off,
