@@ -33,9 +33,18 @@ int ctl_socket_of(const char *mountpoint, char *path, size_t len);
 /*
  * Send @req, read the answer: lines other than progress and the final one go
  * to @on_line. Returns 0 with the result in *result, or a positive errno
- * with the daemon's message in @msg.
+ * with the daemon's message in @msg (in the name encoding, vmc_ctlproto.h).
  */
 int ctl_call(const char *socket_path, json_object *req, ctl_line_fn on_line, void *arg,
 	     json_object **result, char *msg, size_t msglen, bool show_progress);
+
+/*
+ * A string of the daemon's JSON (in the name encoding) for a terminal:
+ * decoded, then control characters and bytes that are not UTF-8 as \xHH
+ * (vmc_log_escape), into @out (truncated to fit). Returns its length.
+ */
+size_t ctl_display(char *out, size_t outlen, const char *s);
+/* Every string in @o as ctl_display() shows it: for human-readable output. */
+void ctl_display_tree(json_object *o);
 
 #endif

@@ -6,6 +6,7 @@
  */
 #include "ctl_cli.h"
 #include "vmc_ctlproto.h"
+#include "vmc_log.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -40,6 +41,52 @@ int ctl_exit_code(int err)
 		return CTL_EXIT_NOSPACE;
 	default:
 		return CTL_EXIT_FAIL;
+	}
+}
+
+size_t ctl_display(char *out, size_t outlen, const char *s)
+{
+	char *raw = strdup(s);
+	size_t n;
+
+	if (!raw) {
+		snprintf(out, outlen, "?");
+		return strlen(out);
+	}
+	if (vmc_name_decode(raw, &n)) /* not in the name encoding after all */
+		n = strlen(strcpy(raw, s));
+	n = vmc_log_escape(out, outlen, raw, n);
+	free(raw);
+	return n;
+}
+
+void ctl_display_tree(json_object *o)
+{
+	switch (json_object_get_type(o)) {
+	case json_type_string: {
+		size_t cap = 4 * (size_t)json_object_get_string_len(o) + 1;
+		char *buf = malloc(cap);
+
+		if (buf) {
+			ctl_display(buf, cap, json_object_get_string(o));
+			json_object_set_string(o, buf);
+			free(buf);
+		}
+		return;
+	}
+	case json_type_object: {
+		json_object_object_foreach(o, key, val) {
+			(void)key;
+			ctl_display_tree(val);
+		}
+		return;
+	}
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(o); i++)
+			ctl_display_tree(json_object_array_get_idx(o, i));
+		return;
+	default:
+		return;
 	}
 }
 
@@ -129,7 +176,7 @@ static void draw(struct progress *p, json_object *pr)
 	json_object *v;
 	uint64_t done = 0, total = 0;
 	const char *item = "";
-	char bd[32], bt[32], rate[32], left[32] = "", vmtag[32] = "";
+	char bd[32], bt[32], rate[32], left[32] = "", vmtag[32] = "", shown[31];
 	double el, bps;
 	int pct, width = 24, fill;
 
@@ -162,13 +209,15 @@ static void draw(struct progress *p, json_object *pr)
 	human_bytes((double)done, bd, sizeof(bd));
 	human_bytes((double)total, bt, sizeof(bt));
 	human_bytes(bps, rate, sizeof(rate));
+	/* A file name: no terminal controls, cut at a whole character. */
+	ctl_display(shown, sizeof(shown), item);
 	if (bps > 0 && total > done) {
 		long s = (long)((double)(total - done) / bps);
 
 		snprintf(left, sizeof(left), "%ld:%02ld left", s / 60, s % 60);
 	}
-	fprintf(stderr, "\r%s[%.*s%*s] %3d%%  %s / %s  %s/s  %-12s %.30s\033[K", vmtag,
-		fill, "########################", width - fill, "", pct, bd, bt, rate, left, item);
+	fprintf(stderr, "\r%s[%.*s%*s] %3d%%  %s / %s  %s/s  %-12s %s\033[K", vmtag,
+		fill, "########################", width - fill, "", pct, bd, bt, rate, left, shown);
 	p->drawn = true;
 }
 
@@ -190,8 +239,13 @@ int ctl_call(const char *socket_path, json_object *req, ctl_line_fn on_line, voi
 		return errno;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", socket_path);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		char *enc;
+
 		err = errno;
-		snprintf(msg, msglen, "cannot connect to %s: %s", socket_path, strerror(err));
+		enc = vmc_name_encode(socket_path); /* @msg is encoded, as the daemon's */
+		snprintf(msg, msglen, "cannot connect to %s: %s", enc ? enc : "the socket",
+			 strerror(err));
+		free(enc);
 		close(fd);
 		return err == EACCES ? EACCES : ECONNREFUSED;
 	}

@@ -14,6 +14,7 @@
 #include "vmc_backup.h"
 #include "vmc_ctlproto.h"
 #include "vmc_paths.h"
+#include "vmc_utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,9 @@ static struct {
 } g;
 
 static char mountpoint[PATH_MAX];
+
+/* A path of up to PATH_MAX bytes in the name encoding. */
+#define CTL_REL_MAX (3 * PATH_MAX)
 
 static const char usage_text[] =
 	"usage: vmcryptfs-ctl [-m MOUNTPOINT] [-s SOCKET] [--json] VERB [ARGS]\n"
@@ -113,7 +117,23 @@ static int pick_mount(const char *hint)
 	return CTL_EXIT_NODAEMON;
 }
 
-/* A VM directory argument as a path relative to the datastore. */
+/* @rel in the name encoding the protocol carries (vmc_ctlproto.h) into @out. */
+static int vm_encode(const char *arg, const char *rel, char *out, size_t len)
+{
+	char *enc = vmc_name_encode(rel);
+
+	if (!enc || strlen(enc) >= len) {
+		fprintf(stderr, "vmcryptfs-ctl: %s: %s\n", arg,
+			strerror(enc ? ENAMETOOLONG : ENOMEM));
+		free(enc);
+		return CTL_EXIT_FAIL;
+	}
+	memcpy(out, enc, strlen(enc) + 1);
+	free(enc);
+	return 0;
+}
+
+/* A VM directory argument as a path relative to the datastore, encoded. */
 static int vm_rel(const char *arg, char *out, size_t len)
 {
 	char real[PATH_MAX], joined[PATH_MAX * 2];
@@ -122,13 +142,12 @@ static int vm_rel(const char *arg, char *out, size_t len)
 	if (!l) {
 		/* No mount point known: a path relative to the datastore's root. */
 		if (arg[0] == '/' || !strcmp(arg, "..") || !strncmp(arg, "../", 3) ||
-		    strstr(arg, "/../") || strlen(arg) >= len) {
+		    strstr(arg, "/../")) {
 			fprintf(stderr, "vmcryptfs-ctl: %s: with -s and no -m, name VM directories "
 				"relative to the datastore\n", arg);
 			return CTL_EXIT_USAGE;
 		}
-		snprintf(out, len, "%s", arg);
-		return 0;
+		return vm_encode(arg, arg, out, len);
 	}
 	if (!realpath(arg, real)) {
 		snprintf(joined, sizeof(joined), "%s/%s", mountpoint, arg);
@@ -146,8 +165,7 @@ static int vm_rel(const char *arg, char *out, size_t len)
 			return CTL_EXIT_USAGE;
 		}
 	}
-	snprintf(out, len, "%s", real[l] ? real + l + 1 : ".");
-	return 0;
+	return vm_encode(arg, real[l] ? real + l + 1 : ".", out, len);
 }
 
 /* --- talking to the daemon ---------------------------------------------------- */
@@ -164,6 +182,7 @@ static void print_event(void *arg, json_object *line)
 		fflush(stdout);
 		return;
 	}
+	ctl_display_tree(ev); /* names: no terminal controls */
 	if (json_object_object_get_ex(ev, "user", &u) && json_object_object_get_ex(u, "name", &v))
 		name = json_object_get_string(v);
 #define F(k) (json_object_object_get_ex(ev, k, &v) ? json_object_get_string(v) : "")
@@ -176,7 +195,7 @@ static void print_event(void *arg, json_object *line)
 
 static int call(const char *verb, json_object *args, json_object **result, bool progress)
 {
-	char path[PATH_MAX], msg[1024];
+	char path[PATH_MAX], msg[4096]; /* the daemon's message, encoded: up to 3 x 1 KiB */
 	json_object *req = json_object_new_object();
 	int err, r;
 
@@ -207,7 +226,10 @@ static int call(const char *verb, json_object *args, json_object **result, bool 
 			puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
 			json_object_put(o);
 		} else {
-			fprintf(stderr, "vmcryptfs-ctl: %s: %s\n", verb, msg);
+			char shown[4 * sizeof(msg)];
+
+			ctl_display(shown, sizeof(shown), msg);
+			fprintf(stderr, "vmcryptfs-ctl: %s: %s\n", verb, shown);
 		}
 		return err == ECONNREFUSED ? CTL_EXIT_NODAEMON : ctl_exit_code(err);
 	}
@@ -249,12 +271,16 @@ static int cmd_status(int argc, char **argv)
 		"health, control socket) and each VM: policy, encrypted, keys loaded or\n"
 		"locked, KEK provider and id, open files, rekey or conversion in progress.\n";
 	json_object *args = json_object_new_object(), *res = NULL, *ds, *vms;
-	char rel[PATH_MAX];
+	char rel[CTL_REL_MAX];
 	int r;
 
 	if (want_help(argc, argv, help)) {
 		json_object_put(args);
 		return 0;
+	}
+	if (argc > 2) {
+		json_object_put(args);
+		return usage_error("status: give at most one VM directory");
 	}
 	r = pick_mount(argc > 1 ? argv[1] : NULL);
 	if (!r && argc > 1 && (r = vm_rel(argv[1], rel, sizeof(rel))) == 0)
@@ -271,6 +297,7 @@ static int cmd_status(int argc, char **argv)
 		json_object_put(res);
 		return 0;
 	}
+	ctl_display_tree(res); /* names: no terminal controls */
 	json_object_object_get_ex(res, "datastore", &ds);
 	printf("datastore        %s\n", jget(ds, "mountpoint"));
 	printf("backing          %s\n", jget(ds, "backing"));
@@ -326,7 +353,7 @@ static int cmd_status(int argc, char **argv)
 static int vm_list_args(int argc, char **argv, int first, json_object *args)
 {
 	json_object *arr = json_object_new_array();
-	char rel[PATH_MAX];
+	char rel[CTL_REL_MAX];
 
 	for (int i = first; i < argc; i++) {
 		int r = vm_rel(argv[i], rel, sizeof(rel));
@@ -349,6 +376,7 @@ static int print_vm_results(json_object *res, const char *what)
 	if (g.json) {
 		print_json(res);
 	} else {
+		ctl_display_tree(res);
 		json_object_object_get_ex(res, "vms", &vms);
 		for (size_t i = 0; i < json_object_array_length(vms); i++) {
 			json_object *vm = json_object_array_get_idx(vms, i);
@@ -407,12 +435,20 @@ static int cmd_convert(int argc, char **argv, const char *verb)
 		"encrypted VM (of that provider). Interrupted, either finishes when run again.\n";
 	const char *help = !strcmp(verb, "encrypt") ? help_encrypt :
 			   !strcmp(verb, "decrypt") ? help_decrypt : help_rekey;
+	/* The options each verb takes (the daemon refuses arguments it does not). */
+	const char *takes = !strcmp(verb, "encrypt") ? "apHh" : !strcmp(verb, "decrypt") ? "ah" :
+										"adPth";
 	json_object *args = json_object_new_object(), *res = NULL;
-	bool all = false;
-	int c, r;
+	bool all = false, provider = false;
+	int c, r, li;
 
 	optind = 0; /* 0: GNU getopt re-initialises (the global parse used "+") */
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+		if (c != '?' && !strchr(takes, c)) {
+			json_object_put(args);
+			return usage_error("%s: --%s is not an option of %s", verb, opts[li].name,
+					   verb);
+		}
 		switch (c) {
 		case 'a':
 			all = true;
@@ -428,6 +464,7 @@ static int cmd_convert(int argc, char **argv, const char *verb)
 			break;
 		case 'P':
 			json_object_object_add(args, "provider", json_object_new_string(optarg));
+			provider = true;
 			break;
 		case 't':
 			json_object_object_add(args, "to_provider", json_object_new_string(optarg));
@@ -444,6 +481,10 @@ static int cmd_convert(int argc, char **argv, const char *verb)
 	if (all == (optind < argc)) {
 		json_object_put(args);
 		return usage_error("%s: give VM directories or --all, not both or neither", verb);
+	}
+	if (provider && !all) {
+		json_object_put(args);
+		return usage_error("%s: --provider chooses VMs with --all", verb);
 	}
 	r = pick_mount(optind < argc ? argv[optind] : NULL);
 	if (!r) {
@@ -474,7 +515,7 @@ static int cmd_lock(int argc, char **argv, const char *verb)
 		"Fetch the VM's key again from its provider (after a lock, or once the key\n"
 		"server is back).\n";
 	json_object *args = json_object_new_object(), *res = NULL;
-	char rel[PATH_MAX];
+	char rel[CTL_REL_MAX];
 	int r;
 
 	if (want_help(argc, argv, !strcmp(verb, "lock") ? help_lock : help_unlock)) {
@@ -496,10 +537,12 @@ static int cmd_lock(int argc, char **argv, const char *verb)
 	r = call(verb, args, &res, false);
 	if (r)
 		return r;
-	if (g.json)
+	if (g.json) {
 		print_json(res);
-	else
+	} else {
+		ctl_display_tree(res);
 		printf("%s: %s\n", jget(res, "vm"), jget(res, "keys"));
+	}
 	json_object_put(res);
 	return 0;
 }
@@ -574,6 +617,15 @@ static char *read_password(const char *file, bool confirm)
 	return pw;
 }
 
+/* The protocol carries text: a password must be UTF-8 (false: said why). */
+static bool password_is_text(const char *pw)
+{
+	if (vmc_utf8_valid(pw, strlen(pw)))
+		return true;
+	fprintf(stderr, "vmcryptfs-ctl: the password is not valid UTF-8 text\n");
+	return false;
+}
+
 static void free_password(char *pw)
 {
 	if (pw) {
@@ -640,6 +692,11 @@ static int cmd_provider(int argc, char **argv)
 		return usage_error("provider: say list, test, create-native, backup or restore");
 	}
 	sub = argv[optind];
+	if (optind + (strcmp(sub, "list") ? 2 : 1) < argc) {
+		json_object_put(args);
+		return usage_error("provider %s: unexpected argument \"%s\"", sub,
+				   argv[optind + (strcmp(sub, "list") ? 2 : 1)]);
+	}
 	if (!strcmp(sub, "list")) {
 		r = call("provider-list", args, &res, false);
 	} else if ((!strcmp(sub, "test") || !strcmp(sub, "create-native")) && optind + 1 < argc) {
@@ -652,7 +709,8 @@ static int cmd_provider(int argc, char **argv)
 			return usage_error("provider backup: --out FILE is required");
 		}
 		pw = read_password(pwfile, !pwfile);
-		if (!pw) {
+		if (!pw || !password_is_text(pw)) {
+			free_password(pw);
 			json_object_put(args);
 			return CTL_EXIT_FAIL;
 		}
@@ -674,7 +732,7 @@ static int cmd_provider(int argc, char **argv)
 			if (fd >= 0)
 				close(fd);
 			json_object_object_del(res, "backup");
-			json_object_object_add(res, "file", json_object_new_string(out));
+			json_object_object_add(res, "file", vmc_json_name(out));
 		}
 	} else if (!strcmp(sub, "restore") && optind + 1 < argc) {
 		uint8_t blob[VMC_BACKUP_SIZE + 1];
@@ -694,7 +752,8 @@ static int cmd_provider(int argc, char **argv)
 		}
 		pw = read_password(pwfile, false);
 		b64 = vmc_base64_encode(blob, (size_t)n);
-		if (!pw || !b64) {
+		if (!pw || !b64 || !password_is_text(pw)) {
+			free_password(pw);
 			free(b64);
 			json_object_put(args);
 			return CTL_EXIT_FAIL;
@@ -714,6 +773,8 @@ static int cmd_provider(int argc, char **argv)
 	free_password(pw);
 	if (r)
 		return r;
+	if (!g.json)
+		ctl_display_tree(res); /* names: no terminal controls */
 	if (g.json) {
 		print_json(res);
 	} else if (!strcmp(sub, "list")) {
@@ -777,7 +838,7 @@ static int cmd_events(int argc, char **argv)
 		"and refusal. TIME is an ISO 8601 UTC prefix (2026-11-22, 2026-11-22T10:00).\n"
 		"--follow keeps printing new events.\n";
 	json_object *args = json_object_new_object(), *res = NULL;
-	char rel[PATH_MAX];
+	char rel[CTL_REL_MAX];
 	int c, r = 0;
 
 	optind = 0; /* 0: GNU getopt re-initialises (the global parse used "+") */
@@ -808,6 +869,10 @@ static int cmd_events(int argc, char **argv)
 			return r;
 		}
 	}
+	if (optind < argc) {
+		json_object_put(args);
+		return usage_error("events: unexpected argument \"%s\"", argv[optind]);
+	}
 	r = call("events", args, &res, false);
 	json_object_put(res);
 	return r;
@@ -825,13 +890,21 @@ static int cmd_metrics(int argc, char **argv)
 
 	if (want_help(argc, argv, help))
 		return 0;
+	if (argc > 1)
+		return usage_error("metrics: unexpected argument \"%s\"", argv[1]);
 	r = call("metrics", json_object_new_object(), &res, false);
 	if (r)
 		return r;
-	if (g.json)
+	if (g.json) {
 		print_json(res);
-	else
-		fputs(jget(res, "text"), stdout);
+	} else {
+		char *text = strdup(jget(res, "text") ? jget(res, "text") : "");
+		size_t n;
+
+		if (text && !vmc_name_decode(text, &n)) /* a document: decoded, as it is */
+			fwrite(text, 1, n, stdout);
+		free(text);
+	}
 	json_object_put(res);
 	return 0;
 }
@@ -854,16 +927,22 @@ static int cmd_mode(int argc, char **argv)
 		json_object_put(args);
 		return usage_error("encryption-mode: say on or off");
 	}
+	if (argc != 2 && (argc != 4 || strcmp(argv[2], "--provider"))) {
+		json_object_put(args);
+		return usage_error("encryption-mode: the only option is --provider NAME");
+	}
 	json_object_object_add(args, "mode", json_object_new_string(argv[1]));
-	if (argc == 4 && !strcmp(argv[2], "--provider"))
+	if (argc == 4)
 		json_object_object_add(args, "provider", json_object_new_string(argv[3]));
 	r = call("encryption-mode", args, &res, false);
 	if (r)
 		return r;
-	if (g.json)
+	if (g.json) {
 		print_json(res);
-	else
+	} else {
+		ctl_display_tree(res);
 		printf("encryption mode %s\n", jget(res, "encryption_mode"));
+	}
 	json_object_put(res);
 	return 0;
 }

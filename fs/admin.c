@@ -29,9 +29,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Every string of an answer is in the name encoding (vmc_ctlproto.h). */
 static void jstr(json_object *o, const char *k, const char *v)
 {
-	json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
+	json_object_object_add(o, k, vmc_json_name(v));
 }
 
 static const char *kek_state_name(enum vmc_kek_state s)
@@ -281,12 +282,12 @@ int verb_provider_list(struct ctl_conn *c, json_object *args, json_object *resul
 					srv = json_object_new_array();
 					json_object_object_add(o, p->params[j].name, srv);
 				}
-				json_object_array_add(srv, json_object_new_string(p->params[j].value));
+				json_object_array_add(srv, vmc_json_name(p->params[j].value));
 			}
 		for (size_t j = 0; j < vmcfs.fs_cfg->npolicies; j++)
 			if (!strcmp(vmcfs.fs_cfg->policies[j].provider, p->name))
-				json_object_array_add(pol, json_object_new_string(
-								    vmcfs.fs_cfg->policies[j].name));
+				json_object_array_add(pol,
+						      vmc_json_name(vmcfs.fs_cfg->policies[j].name));
 		json_object_object_add(o, "policies", pol);
 		if (vmc_keyring_health(vmcfs.fs_keyring, p->name, msg, sizeof(msg))) {
 			jstr(o, "health", "unreachable");
@@ -302,7 +303,7 @@ int verb_provider_list(struct ctl_conn *c, json_object *args, json_object *resul
 
 static void test_report(void *arg, const char *line)
 {
-	json_object_array_add(arg, json_object_new_string(line));
+	json_object_array_add(arg, vmc_json_name(line));
 }
 
 int verb_provider_test(struct ctl_conn *c, json_object *args, json_object *result)
@@ -567,7 +568,8 @@ out:
 
 /* --- events ----------------------------------------------------------------- */
 
-/* Does event @ev pass the filters? @since is an ISO 8601 prefix or "". */
+/* Does event @ev pass the filters? @since is an ISO 8601 prefix or ""; @vm is
+ * in the name encoding, as events are. */
 static bool event_matches(json_object *ev, const char *since, const char *vm)
 {
 	json_object *v;
@@ -584,7 +586,7 @@ static bool event_matches(json_object *ev, const char *since, const char *vm)
 int verb_events(struct ctl_conn *c, json_object *args, json_object *result)
 {
 	const char *since = NULL, *vm = NULL;
-	char vmnorm[PATH_MAX], *line = NULL;
+	char vmnorm[PATH_MAX], *line = NULL, *vmenc = NULL;
 	bool follow = false;
 	size_t cap = 0;
 	int r, count = 0;
@@ -605,6 +607,9 @@ int verb_events(struct ctl_conn *c, json_object *args, json_object *result)
 			return r;
 		close(fd);
 		vm = vmnorm;
+		vmenc = vmc_name_encode(vm);
+		if (!vmenc)
+			return -ENOMEM;
 	}
 	f = vmcfs.fs_cfg->audit_log[0] ? fopen(vmcfs.fs_cfg->audit_log, "re") : NULL;
 	while (f && getline(&line, &cap, f) > 0) {
@@ -612,7 +617,8 @@ int verb_events(struct ctl_conn *c, json_object *args, json_object *result)
 
 		if (!ev)
 			continue;
-		if (event_matches(ev, since, vm)) {
+		vmc_json_repair_utf8(ev); /* a line an earlier version wrote raw */
+		if (event_matches(ev, since, vmenc)) {
 			wrap = json_object_new_object();
 			json_object_object_add(wrap, "event", ev);
 			r = ctl_send(c, wrap);
@@ -625,6 +631,7 @@ int verb_events(struct ctl_conn *c, json_object *args, json_object *result)
 		}
 	}
 	free(line);
+	free(vmenc);
 	if (f)
 		fclose(f);
 	json_object_object_add(result, "events", json_object_new_int(count));
@@ -704,7 +711,7 @@ int verb_metrics(struct ctl_conn *c, json_object *args, json_object *result)
 
 	if (r)
 		return ctl_fail(c, r, "cannot render the metrics");
-	json_object_object_add(result, "text", json_object_new_string(text));
+	jstr(result, "text", text);
 	free(text);
 	return 0;
 }

@@ -6,6 +6,7 @@
  */
 #include "audit.h"
 #include "vmc_config.h"
+#include "vmc_ctlproto.h"
 #include "vmc_log.h"
 #include "vmc_priv.h"
 
@@ -83,10 +84,12 @@ static void iso_time(char *buf, size_t len)
 		 ts.tv_nsec / 1000000);
 }
 
+/* Every string of an event is in the name encoding (vmc_ctlproto.h): names
+ * are bytes, an audit line is UTF-8 JSON. */
 static void add_str(json_object *o, const char *k, const char *v)
 {
 	if (v)
-		json_object_object_add(o, k, json_object_new_string(v));
+		json_object_object_add(o, k, vmc_json_name(v));
 }
 
 void vmc_audit(const struct vmc_event *ev)

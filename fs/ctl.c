@@ -39,24 +39,37 @@ struct ctl_verb {
 	const char *name;
 	uint32_t priv; /* required privilege, 0 for none */
 	int (*fn)(struct ctl_conn *c, json_object *args, json_object *result);
+	const char *const *args; /* the argument names it takes; NULL-terminated */
 };
 
+#define ARGS(...) ((const char *const[]){ __VA_ARGS__, NULL })
+#define NO_ARGS ((const char *const[]){ NULL })
+
+/* Each verb with its privilege and its arguments (anything else is refused:
+ * a misspelt home_only must not encrypt the disks too). */
 static const struct ctl_verb ctl_verbs[] = {
-	{ "status", VMC_PRIV_SYSTEM_VIEW, verb_status },
-	{ "encrypt", VMC_PRIV_ENCRYPT, verb_encrypt },
-	{ "decrypt", VMC_PRIV_DECRYPT, verb_decrypt },
-	{ "rekey", VMC_PRIV_RECRYPT, verb_rekey },
-	{ "lock", VMC_PRIV_MANAGE_KEYS, verb_lock },
-	{ "unlock", VMC_PRIV_REGISTER_VM, verb_unlock },
-	{ "provider-list", VMC_PRIV_READ_KEY_SERVERS, verb_provider_list },
-	{ "provider-test", VMC_PRIV_READ_KEY_SERVERS, verb_provider_test },
-	{ "provider-create-native", VMC_PRIV_MANAGE_KEY_SERVERS, verb_provider_create_native },
-	{ "provider-backup", VMC_PRIV_MANAGE_KEYS, verb_provider_backup },
-	{ "provider-restore", VMC_PRIV_MANAGE_KEY_SERVERS, verb_provider_restore },
-	{ "events", VMC_PRIV_SYSTEM_VIEW, verb_events },
-	{ "encryption-mode", VMC_PRIV_MANAGE_KEYS, verb_encryption_mode },
-	{ "metrics", VMC_PRIV_SYSTEM_VIEW, verb_metrics },
+	{ "status", VMC_PRIV_SYSTEM_VIEW, verb_status, ARGS("vm") },
+	{ "encrypt", VMC_PRIV_ENCRYPT, verb_encrypt,
+	  ARGS("vm", "vms", "all", "policy", "home_only") },
+	{ "decrypt", VMC_PRIV_DECRYPT, verb_decrypt, ARGS("vm", "vms", "all", "provider") },
+	{ "rekey", VMC_PRIV_RECRYPT, verb_rekey,
+	  ARGS("vm", "vms", "all", "provider", "deep", "to_provider") },
+	{ "lock", VMC_PRIV_MANAGE_KEYS, verb_lock, ARGS("vm") },
+	{ "unlock", VMC_PRIV_REGISTER_VM, verb_unlock, ARGS("vm") },
+	{ "provider-list", VMC_PRIV_READ_KEY_SERVERS, verb_provider_list, NO_ARGS },
+	{ "provider-test", VMC_PRIV_READ_KEY_SERVERS, verb_provider_test, ARGS("name") },
+	{ "provider-create-native", VMC_PRIV_MANAGE_KEY_SERVERS, verb_provider_create_native,
+	  ARGS("name") },
+	{ "provider-backup", VMC_PRIV_MANAGE_KEYS, verb_provider_backup, ARGS("name", "password") },
+	{ "provider-restore", VMC_PRIV_MANAGE_KEY_SERVERS, verb_provider_restore,
+	  ARGS("backup", "password", "provider", "force") },
+	{ "events", VMC_PRIV_SYSTEM_VIEW, verb_events, ARGS("since", "vm", "follow") },
+	{ "encryption-mode", VMC_PRIV_MANAGE_KEYS, verb_encryption_mode, ARGS("mode", "provider") },
+	{ "metrics", VMC_PRIV_SYSTEM_VIEW, verb_metrics, NO_ARGS },
 };
+
+/* At most this many refusal events name the VMs of one request, one each. */
+#define CTL_REFUSAL_VMS_MAX 32
 
 static struct {
 	char path[PATH_MAX];
@@ -123,7 +136,7 @@ void ctl_progress(struct ctl_conn *c, uint64_t done, uint64_t total, const char 
 	json_object_object_add(p, "done", json_object_new_int64((int64_t)done));
 	json_object_object_add(p, "total", json_object_new_int64((int64_t)total));
 	if (item)
-		json_object_object_add(p, "item", json_object_new_string(item));
+		json_object_object_add(p, "item", vmc_json_name(item));
 	json_object_object_add(p, "items_done", json_object_new_int(items_done));
 	json_object_object_add(p, "items_total", json_object_new_int(items_total));
 	if (c->cc_vm_count > 1) { /* overall progress of a call on several VMs */
@@ -137,14 +150,69 @@ void ctl_progress(struct ctl_conn *c, uint64_t done, uint64_t total, const char 
 
 int ctl_require(struct ctl_conn *c, uint32_t priv, const char *op, const char *vm)
 {
+	size_t n = vm || !c->cc_vms ? 0 : json_object_array_length(c->cc_vms);
 	char detail[128];
 
 	if (c->cc_privs & priv)
 		return 0;
 	snprintf(detail, sizeof(detail), "missing privilege %s", vmc_priv_name(priv));
-	vmc_audit(&(struct vmc_event){ .op = op, .uid = c->cc_uid, .vm = vm, .result = -EACCES,
-				       .detail = detail });
+	/* The event names the VM refused: @vm, or each the request named. */
+	for (size_t i = 0; i < (n ? n : 1) && i < CTL_REFUSAL_VMS_MAX; i++)
+		vmc_audit(&(struct vmc_event){
+			.op = op, .uid = c->cc_uid, .result = -EACCES, .detail = detail,
+			.vm = n ? json_object_get_string(json_object_array_get_idx(c->cc_vms, i)) :
+				  vm });
+	if (n > CTL_REFUSAL_VMS_MAX) {
+		snprintf(detail, sizeof(detail), "missing privilege %s (%zu more VM directories)",
+			 vmc_priv_name(priv), n - CTL_REFUSAL_VMS_MAX);
+		vmc_audit(&(struct vmc_event){ .op = op, .uid = c->cc_uid, .result = -EACCES,
+					       .detail = detail });
+	}
 	return ctl_fail(c, -EACCES, "permission denied: %s needs %s", op, vmc_priv_name(priv));
+}
+
+/* @vm as ctl_open_dir() normalizes it, without looking at the disk. */
+static void norm_vm(const char *vm, char *out, size_t len)
+{
+	size_t o = 0;
+
+	out[0] = '\0';
+	while (*vm) {
+		size_t l = strcspn(vm, "/");
+
+		if (l && !(l == 1 && vm[0] == '.') && o < len)
+			o += (size_t)snprintf(out + o, len - o, "%s%.*s", o ? "/" : "", (int)l, vm);
+		vm += l;
+		if (*vm)
+			vm++;
+	}
+	if (!out[0])
+		snprintf(out, len, ".");
+}
+
+/* The VM directories the request names ("vm", "vms"), before the verb reads
+ * them: a refusal's event says which VMs it concerned. */
+static void note_targets(struct ctl_conn *c, json_object *args)
+{
+	char norm[PATH_MAX];
+	json_object *v;
+
+	c->cc_vms = json_object_new_array();
+	if (!c->cc_vms)
+		return;
+	if (json_object_object_get_ex(args, "vm", &v) && json_object_is_type(v, json_type_string)) {
+		norm_vm(json_object_get_string(v), norm, sizeof(norm));
+		json_object_array_add(c->cc_vms, json_object_new_string(norm));
+	}
+	if (json_object_object_get_ex(args, "vms", &v) && json_object_is_type(v, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			json_object *e = json_object_array_get_idx(v, i);
+
+			if (!json_object_is_type(e, json_type_string))
+				continue;
+			norm_vm(json_object_get_string(e), norm, sizeof(norm));
+			json_object_array_add(c->cc_vms, json_object_new_string(norm));
+		}
 }
 
 int ctl_open_dir(struct ctl_conn *c, const char *vm, int *fd, char *norm, size_t normlen)
@@ -250,8 +318,9 @@ static void reply_final(struct ctl_conn *c, int r, json_object *result)
 	} else {
 		json_object_object_add(o, "errno", json_object_new_int(-r));
 		json_object_object_add(o, "error", json_object_new_string(strerror(-r)));
+		/* Messages quote names: in the name encoding, like every string. */
 		json_object_object_add(o, "message",
-				       json_object_new_string(c->cc_msg[0] ? c->cc_msg : strerror(-r)));
+				       vmc_json_name(c->cc_msg[0] ? c->cc_msg : strerror(-r)));
 	}
 	ctl_send(c, o);
 	json_object_put(o);
@@ -294,6 +363,10 @@ static void *conn_thread(void *arg)
 		goto reply;
 	}
 	vmc_dbg("control: uid %u pid %d: %s", (unsigned)c->cc_uid, (int)c->cc_pid, v->name);
+	r = vmc_ctl_check_args(req.args, v->name, v->args, c->cc_msg, sizeof(c->cc_msg));
+	if (r)
+		goto reply;
+	note_targets(c, req.args);
 	r = v->priv ? ctl_require(c, v->priv, v->name, NULL) : 0;
 	if (!r)
 		r = v->fn(c, req.args, result);
@@ -301,6 +374,7 @@ reply:
 	if (!c->cc_detached)
 		reply_final(c, r, result);
 	json_object_put(result);
+	json_object_put(c->cc_vms);
 	vmc_ctl_req_free(&req);
 	free(buf);
 	if (!c->cc_detached)

@@ -6,9 +6,13 @@
  *
  * A verb handler runs in the connection's own thread with the caller's
  * identity (SO_PEERCRED) and privileges already checked against the verb's
- * table entry; it fills @result and returns 0, or returns -errno after
- * ctl_fail() said why. Long operations report progress with ctl_progress()
- * and stop early (resumably) when ctl_stopping() says the daemon is going.
+ * table entry, and only the argument names the table lists; "vm" and "vms"
+ * hold raw (decoded) names. It fills @result and returns 0, or returns -errno
+ * after ctl_fail() said why. Every string it puts in @result goes through
+ * vmc_json_name() (vmc_ctlproto.h: the name encoding); ctl_fail() messages
+ * quote raw names and are encoded when sent. Long operations report progress
+ * with ctl_progress() and stop early (resumably) when ctl_stopping() says the
+ * daemon is going.
  */
 #ifndef VMC_CTL_H
 #define VMC_CTL_H
@@ -29,6 +33,8 @@ struct ctl_conn {
 	bool cc_detached;       /* the handler kept cc_fd (events --follow) */
 	int cc_vm_index;        /* several VMs in one call: which one is running */
 	int cc_vm_count;
+	json_object *cc_vms;    /* the VM directories the request names, normalized
+				 * (raw bytes), for refusals' events; owned */
 };
 
 int vmc_ctl_start(const char *mountpoint, const char *path_opt);
@@ -40,7 +46,8 @@ int ctl_fail(struct ctl_conn *c, int r, const char *fmt, ...) __attribute__((for
 void ctl_progress(struct ctl_conn *c, uint64_t done, uint64_t total, const char *item,
 		  int items_done, int items_total, bool force);
 int ctl_send(struct ctl_conn *c, json_object *o);
-/* Check an extra privilege inside a verb (audits a refusal). */
+/* Check an extra privilege inside a verb (audits a refusal, on @vm or, if
+ * NULL, on each VM directory the request names). */
 int ctl_require(struct ctl_conn *c, uint32_t priv, const char *op, const char *vm);
 
 /*

@@ -378,11 +378,6 @@ def test_conversions_with_every_byte(make_ds, tmp_path):
 FORGED = b"vmcryptfs: error: forged by a directory name"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: names are logged raw: a newline in a VM directory's (or file's) name starts a "
-    "new line in the daemon's log, written by whoever named the directory, e.g. a forged "
-    "\"vmcryptfs: error: ...\" line (lib/vmc_log.c and its callers escape no control "
-    "bytes); the same names go to syslog"))
 def test_names_cannot_forge_log_lines(make_ds, tmp_path):
     ds = ctl_ds(make_ds, tmp_path)
     ds.expect_error("forged by a directory name")
@@ -399,10 +394,6 @@ def test_names_cannot_forge_log_lines(make_ds, tmp_path):
         "a directory name forged a line of the daemon's log:\n" + ds.log_tail(8)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: names that are not UTF-8 are copied raw into JSON (vmcryptfs-ctl --json output, "
-    "the audit log): the output is not valid JSON (RFC 8259 requires UTF-8), so JSON "
-    "parsers reject the whole answer or audit line"))
 def test_json_with_names_that_are_not_utf8(make_ds, tmp_path):
     import json
     import subprocess
