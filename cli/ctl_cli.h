@@ -33,7 +33,9 @@ int ctl_socket_of(const char *mountpoint, char *path, size_t len);
 /*
  * Send @req, read the answer: lines other than progress and the final one go
  * to @on_line. Returns 0 with the result in *result, or a positive errno
- * with the daemon's message in @msg (in the name encoding, vmc_ctlproto.h).
+ * with the daemon's message in @msg (in the name encoding, vmc_ctlproto.h):
+ * ENOTCONN when the daemon could not be reached or never answered (the
+ * daemon's own errors never use ENOTCONN).
  */
 int ctl_call(const char *socket_path, json_object *req, ctl_line_fn on_line, void *arg,
 	     json_object **result, char *msg, size_t msglen, bool show_progress);

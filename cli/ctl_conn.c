@@ -229,7 +229,7 @@ int ctl_call(const char *socket_path, json_object *req, ctl_line_fn on_line, voi
 	const char *text = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
 	char *line = NULL;
 	size_t cap = 0;
-	int fd, err = EPROTO;
+	int fd, err = ENOTCONN; /* until the daemon answers */
 	FILE *f;
 
 	*result = NULL;
@@ -247,7 +247,7 @@ int ctl_call(const char *socket_path, json_object *req, ctl_line_fn on_line, voi
 			 strerror(err));
 		free(enc);
 		close(fd);
-		return err == EACCES ? EACCES : ECONNREFUSED;
+		return err == EACCES ? EACCES : ENOTCONN;
 	}
 	if (send(fd, text, strlen(text), MSG_NOSIGNAL) < 0 || send(fd, "\n", 1, MSG_NOSIGNAL) < 0) {
 		err = errno;

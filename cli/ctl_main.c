@@ -200,7 +200,8 @@ static int call(const char *verb, json_object *args, json_object **result, bool 
 	int err, r;
 
 	if (!g.socket) {
-		r = pick_mount(NULL);
+		/* A VM directory argument may have chosen the datastore already. */
+		r = mountpoint[0] ? 0 : pick_mount(NULL);
 		if (r) {
 			json_object_put(args);
 			json_object_put(req);
@@ -231,7 +232,7 @@ static int call(const char *verb, json_object *args, json_object **result, bool 
 			ctl_display(shown, sizeof(shown), msg);
 			fprintf(stderr, "vmcryptfs-ctl: %s: %s\n", verb, shown);
 		}
-		return err == ECONNREFUSED ? CTL_EXIT_NODAEMON : ctl_exit_code(err);
+		return err == ENOTCONN ? CTL_EXIT_NODAEMON : ctl_exit_code(err);
 	}
 	return 0;
 }
@@ -338,12 +339,25 @@ static int cmd_status(int argc, char **argv)
 		if (jget(vm, "writer") && !(json_object_object_get_ex(vm, "writer_is_this_host", &v) &&
 					    json_object_get_boolean(v)))
 			printf("    in use on another host: %s\n", jget(vm, "writer"));
-		if (json_object_object_get_ex(vm, "rekey_in_progress", &v) && json_object_get_boolean(v))
-			printf("    rekey in progress to %s/%s (re-run: vmcryptfs-ctl rekey %s)\n",
-			       jget(vm, "next_provider"), jget(vm, "next_kek_id"), jget(vm, "vm"));
-		if (json_object_object_get_ex(vm, "conversion_in_progress", &v) &&
-		    json_object_get_boolean(v))
-			printf("    a conversion was interrupted: re-run it to finish\n");
+		{
+			const char *op = jget(vm, "conversion_op");
+			bool running = json_object_object_get_ex(vm, "conversion_running", &v) &&
+				       json_object_get_boolean(v);
+			bool deep = op && !strcmp(op, "rekey-deep");
+
+			if (json_object_object_get_ex(vm, "rekey_in_progress", &v) &&
+			    json_object_get_boolean(v) && !running)
+				printf("    rekey in progress to %s/%s (re-run: vmcryptfs-ctl rekey %s%s)\n",
+				       jget(vm, "next_provider"), jget(vm, "next_kek_id"),
+				       deep ? "--deep " : "", jget(vm, "vm"));
+			if (running)
+				printf("    %s running\n", op ? op : "a conversion is");
+			else if (json_object_object_get_ex(vm, "conversion_in_progress", &v) &&
+				 json_object_get_boolean(v))
+				printf("    an interrupted %s: re-run 'vmcryptfs-ctl %s %s' to finish\n",
+				       op ? op : "conversion",
+				       deep ? "rekey --deep" : op ? op : "<operation>", jget(vm, "vm"));
+		}
 	}
 	json_object_put(res);
 	return 0;

@@ -96,9 +96,19 @@ static json_object *vm_status(int dirfd, const char *rel)
 	json_object_object_add(o, "conversion_in_progress", json_object_new_boolean(
 				       !faccessat(dirfd, VMC_FMT_JOURNAL_NAME, F_OK,
 						  AT_SYMLINK_NOFOLLOW)));
-	if (!fstat(dirfd, &dst))
+	{
+		char op[16];
+
+		if (!vmc_conv_journal_op(dirfd, op, sizeof(op)))
+			jstr(o, "conversion_op", op);
+	}
+	if (!fstat(dirfd, &dst)) {
 		json_object_object_add(o, "open_files", json_object_new_int(
 					       vmc_inode_open_under(dst.st_dev, dst.st_ino)));
+		/* Running here and now, or left behind by an interrupted run. */
+		json_object_object_add(o, "conversion_running", json_object_new_boolean(
+					       vmc_vm_busy_id(dst.st_dev, dst.st_ino)));
+	}
 	{
 		char holder[192];
 		bool here;
@@ -552,6 +562,7 @@ int verb_provider_restore(struct ctl_conn *c, json_object *args, json_object *re
 	r = install_keyfile(keyfile, key, force, c->cc_msg, sizeof(c->cc_msg));
 	if (r)
 		goto audit;
+	vmc_keyring_reset(vmcfs.fs_keyring, p->name); /* VMs locked for its lack open now */
 	jstr(result, "restored", keyfile);
 done:
 	jstr(result, "provider", p->name);
@@ -674,11 +685,26 @@ int verb_encryption_mode(struct ctl_conn *c, json_object *args, json_object *res
 	if (r)
 		return r;
 	if (!strcmp(mode, "on")) {
+		bool asked = provider != NULL;
+
 		if (!provider)
 			provider = vmcfs.fs_cfg->npolicies ? vmcfs.fs_cfg->policies[0].provider :
 							     vmcfs.fs_cfg->providers[0].name;
 		if (!vmc_keyring_has_provider(vmcfs.fs_keyring, provider))
 			return ctl_fail(c, -ENOENT, "key provider \"%s\" is not configured", provider);
+		{
+			struct vmc_vmstate st;
+			char err[256];
+
+			/* Already on: the provider of its key changes by a rekey only. */
+			if (asked && !vmc_vmstate_read(vmcfs.fs_root.in_fd, VMC_FMT_DATASTORE_NAME,
+						       &st, err, sizeof(err)) &&
+			    strcmp(st.current.provider, provider))
+				return ctl_fail(c, -EEXIST, "encryption mode is already on with key "
+						"provider \"%s\"; to move the datastore key, run "
+						"'vmcryptfs-ctl rekey --to-provider %s MOUNTPOINT'",
+						st.current.provider, provider);
+		}
 		r = vmc_vm_kek(vmcfs.fs_root.in_fd, ".", VMC_FMT_DATASTORE_NAME, provider, true,
 			       c->cc_uid, &k, uuid);
 		vmc_kek_put(k);

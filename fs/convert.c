@@ -173,6 +173,16 @@ static int journal_read(int vmfd, struct journal *j)
 	return 0;
 }
 
+int vmc_conv_journal_op(int vmfd, char *op, size_t oplen)
+{
+	struct journal jn;
+	int r = journal_read(vmfd, &jn);
+
+	if (!r)
+		snprintf(op, oplen, "%s", jn.op);
+	return r;
+}
+
 /* --- which files ------------------------------------------------------------ */
 
 static bool is_snapshot_disk(const char *name)
@@ -790,7 +800,7 @@ static int write_policy(int vmfd, const char *policy, bool home_only)
 
 static void job_result(struct conv_job *j, json_object *out, int r)
 {
-	json_object_object_add(out, "vm", json_object_new_string(j->vm));
+	json_object_object_add(out, "vm", vmc_json_name(j->vm));
 	json_object_object_add(out, "files", json_object_new_int(r ? 0 : j->nfiles));
 	json_object_object_add(out, "bytes", json_object_new_int64((int64_t)j->done));
 }
@@ -799,7 +809,7 @@ static int encrypt_one(struct ctl_conn *c, int vmfd, const char *vm, const char 
 		       bool home_only, json_object *out)
 {
 	struct conv_job j = { .c = c, .op = CONV_ENCRYPT, .vmfd = vmfd, .vm = vm };
-	const struct vmc_policy_conf *pc;
+	const struct vmc_policy_conf *pc = NULL;
 	char err[512];
 	int r;
 
@@ -810,31 +820,37 @@ static int encrypt_one(struct ctl_conn *c, int vmfd, const char *vm, const char 
 
 		if (!policy)
 			policy = "vm-encryption";
-		if (!vmc_config_policy(vmcfs.fs_cfg, policy))
-			return ctl_fail(c, -ENOENT, "policy \"%s\" is not defined in %s", policy,
-					vmcfs.fs_cfg->source);
+		if (!vmc_config_policy(vmcfs.fs_cfg, policy)) {
+			r = ctl_fail(c, -ENOENT, "policy \"%s\" is not defined in %s", policy,
+				     vmcfs.fs_cfg->source);
+			goto done;
+		}
 		policy_text(policy, home_only, text, sizeof(text));
 		r = vmc_policy_parse(text, vm, vmcfs.fs_cfg, &j.pol, err, sizeof(err));
-		if (r)
-			return ctl_fail(c, r, "%s: %s", vm, err);
+		if (r) {
+			r = ctl_fail(c, r, "%s: %s", vm, err);
+			goto done;
+		}
 		r = preflight(&j);
 		if (r)
-			return r;
+			goto done;
 		r = write_policy(vmfd, policy, home_only);
 		if (r) {
-			job_release(&j);
-			return ctl_fail(c, r, "%s: cannot write its policy file: %s", vm, strerror(-r));
+			r = ctl_fail(c, r, "%s: cannot write its policy file: %s", vm, strerror(-r));
+			goto done;
 		}
 		vmc_audit(&(struct vmc_event){ .op = "policy-create", .uid = c->cc_uid, .vm = vm,
 					       .to = policy, .result = 0 });
 	} else if (!r && policy && strcmp(policy, j.pol.policy)) {
-		return ctl_fail(c, -EEXIST, "%s already has the policy \"%s\"", vm, j.pol.policy);
+		r = ctl_fail(c, -EEXIST, "%s already has the policy \"%s\"", vm, j.pol.policy);
+		goto done;
 	} else if (r) {
-		return ctl_fail(c, r, "%s", err);
+		r = ctl_fail(c, r, "%s", err);
+		goto done;
 	} else {
 		r = preflight(&j);
 		if (r)
-			return r;
+			goto done;
 	}
 	pc = vmc_config_policy(vmcfs.fs_cfg, j.pol.policy);
 	r = vmc_vm_kek(vmfd, vm, VMC_FMT_STATE_NAME, pc->provider, true, c->cc_uid, &j.kek,
@@ -843,12 +859,16 @@ static int encrypt_one(struct ctl_conn *c, int vmfd, const char *vm, const char 
 		ctl_fail(c, r, "%s: cannot get the VM's key (see the log)", vm);
 	else
 		r = run_job(&j);
+done:
 	job_release(&j);
 	job_result(&j, out, r);
+	if (!pc && j.pol.policy[0])
+		pc = vmc_config_policy(vmcfs.fs_cfg, j.pol.policy);
+	/* Every outcome is audited, refusals included. */
 	vmc_audit(&(struct vmc_event){ .op = "encrypt", .uid = c->cc_uid, .vm = vm,
-				       .provider = pc->provider,
+				       .provider = pc ? pc->provider : NULL,
 				       .key_to = j.kek ? j.kek->kek_id : NULL, .from = "cleartext",
-				       .to = j.pol.policy, .result = r,
+				       .to = j.pol.policy[0] ? j.pol.policy : policy, .result = r,
 				       .detail = r ? c->cc_msg : NULL });
 	vmc_kek_put(j.kek);
 	free(j.files);
@@ -903,17 +923,19 @@ int vmc_rekey_deep(struct ctl_conn *c, int vmfd, const char *vm, const char *to_
 	int r;
 
 	/* Everything that can refuse it, before its record names a new KEK. */
+	old_id[0] = old_prov[0] = '\0';
 	r = preflight(&j);
 	if (r)
-		return r;
-	/* The new KEK, recorded as "next" before any data key changes. */
+		goto audit;
+	/* The new KEK, recorded as "next" before any data key changes (the key
+	 * provider is called without fs_vm_lock: see vmc_vm_record_update). */
 	pthread_mutex_lock(&vmcfs.fs_vm_lock);
 	r = vmc_vmstate_read(vmfd, VMC_FMT_STATE_NAME, &st, err, sizeof(err));
+	pthread_mutex_unlock(&vmcfs.fs_vm_lock);
 	if (r) {
-		pthread_mutex_unlock(&vmcfs.fs_vm_lock);
-		job_release(&j);
-		return ctl_fail(c, r == -ENOENT ? -ENOENT : -EIO, "%s: %s", vm,
-				r == -ENOENT ? "not an encrypted VM" : err);
+		r = ctl_fail(c, r == -ENOENT ? -ENOENT : -EIO, "%s: %s", vm,
+			     r == -ENOENT ? "not an encrypted VM" : err);
+		goto audit;
 	}
 	snprintf(old_id, sizeof(old_id), "%s", st.current.kek_id);
 	snprintf(old_prov, sizeof(old_prov), "%s", st.current.provider);
@@ -940,13 +962,13 @@ int vmc_rekey_deep(struct ctl_conn *c, int vmfd, const char *vm, const char *to_
 			r = vmc_vmstate_key_check(j.kek->kek_check_key, st.vm_uuid, prov,
 						  j.kek->kek_id, st.next.key_check);
 			st.state = VMC_FMT_VMSTATE_REKEY;
-			if (!r)
-				r = vmc_vmstate_write(vmfd, VMC_FMT_STATE_NAME, &st);
 		}
+		if (!r)
+			r = vmc_vm_record_update(vmfd, VMC_FMT_STATE_NAME, &st, err, sizeof(err));
 	}
-	pthread_mutex_unlock(&vmcfs.fs_vm_lock);
 	if (r) {
-		ctl_fail(c, r, "%s: cannot get the new key: %s", vm, err[0] ? err : strerror(-r));
+		ctl_fail(c, vmc_key_errno(r), "%s: cannot get the new key: %s", vm,
+			 err[0] ? err : strerror(-r));
 		goto audit;
 	}
 	r = run_job(&j);
@@ -969,13 +991,16 @@ audit:
 	job_release(&j);
 	job_result(&j, out, r);
 	if (j.kek) {
-		json_object_object_add(out, "from", json_object_new_string(old_id));
-		json_object_object_add(out, "to", json_object_new_string(j.kek->kek_id));
+		json_object_object_add(out, "from", vmc_json_name(old_id));
+		json_object_object_add(out, "to", vmc_json_name(j.kek->kek_id));
 	}
 	vmc_audit(&(struct vmc_event){ .op = "rekey-deep", .uid = c->cc_uid, .vm = vm,
-				       .provider = j.kek ? j.kek->kek_provider : old_prov,
-				       .key_from = old_id, .key_to = j.kek ? j.kek->kek_id : NULL,
-				       .from = old_prov, .to = j.kek ? j.kek->kek_provider : NULL,
+				       .provider = j.kek ? j.kek->kek_provider :
+							   old_prov[0] ? old_prov : NULL,
+				       .key_from = old_id[0] ? old_id : NULL,
+				       .key_to = j.kek ? j.kek->kek_id : NULL,
+				       .from = old_prov[0] ? old_prov : NULL,
+				       .to = j.kek ? j.kek->kek_provider : NULL,
 				       .result = r, .detail = r ? c->cc_msg : NULL });
 	vmc_kek_put(j.kek);
 	free(j.files);
@@ -1038,8 +1063,8 @@ static int convert_verb(struct ctl_conn *c, json_object *args, json_object *resu
 			close(fd);
 		}
 		if (r) {
-			json_object_object_add(one, "vm", json_object_new_string(vms[i]));
-			json_object_object_add(one, "error", json_object_new_string(c->cc_msg));
+			json_object_object_add(one, "vm", vmc_json_name(vms[i]));
+			json_object_object_add(one, "error", vmc_json_name(c->cc_msg));
 			failed++;
 		}
 		json_object_array_add(arr, one);

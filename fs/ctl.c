@@ -238,7 +238,12 @@ int ctl_open_dir(struct ctl_conn *c, const char *vm, int *fd, char *norm, size_t
 		next = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (next < 0) {
 			int e = errno;
+			struct stat lst;
 
+			/* O_DIRECTORY answers ENOTDIR before O_NOFOLLOW's ELOOP. */
+			if (e == ENOTDIR && !fstatat(cur, comp, &lst, AT_SYMLINK_NOFOLLOW) &&
+			    S_ISLNK(lst.st_mode))
+				e = ELOOP;
 			close(cur);
 			return ctl_fail(c, -e, "%s: %s", vm, e == ELOOP ? "is a symbolic link" :
 							       strerror(e));

@@ -77,6 +77,9 @@ int verb_rekey(struct ctl_conn *c, json_object *args, json_object *result);
 /* convert.c */
 int verb_encrypt(struct ctl_conn *c, json_object *args, json_object *result);
 int verb_decrypt(struct ctl_conn *c, json_object *args, json_object *result);
+/* The operation of the VM's conversion journal in @op: 0, -ENOENT (none) or
+ * -EUCLEAN (damaged). */
+int vmc_conv_journal_op(int vmfd, char *op, size_t oplen);
 int vmc_rekey_deep(struct ctl_conn *c, int vmfd, const char *vm, const char *to_provider,
 		   json_object *result);
 

@@ -35,6 +35,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +50,7 @@ struct vmc_opts {
 	char *ctl_socket;
 	int metrics_port;
 	int wait_providers;
+	int probe_interval;
 	char *host_id;
 	double lock_lease;
 	int writeback;
@@ -65,6 +67,7 @@ static const struct fuse_opt vmc_opt_spec[] = {
 	VMC_OPT("ctl_socket=%s", ctl_socket, 0),
 	VMC_OPT("metrics_port=%d", metrics_port, 0),
 	VMC_OPT("wait_providers=%d", wait_providers, 0),
+	VMC_OPT("probe_interval=%d", probe_interval, 0),
 	VMC_OPT("host_id=%s", host_id, 0),
 	VMC_OPT("lock_lease=%lf", lock_lease, 0),
 	VMC_OPT("writeback", writeback, 1),
@@ -99,6 +102,8 @@ static void usage(const char *prog)
 	       "    -o metrics_port=N      Prometheus metrics on http://127.0.0.1:N/metrics\n"
 	       "    -o wait_providers=SEC  before mounting, wait up to SEC seconds until every\n"
 	       "                           remote key provider answers its health check\n"
+	       "    -o probe_interval=SEC  check remote key providers every SEC seconds\n"
+	       "                           (default 60; 0: only when used)\n"
 	       "    -o host_id=NAME        this host in VM lock files (default /etc/machine-id)\n"
 	       "    -o lock_lease=SEC      VM lock lease: another host takes over a lock whose\n"
 	       "                           heartbeat stood still this long (default 30; 0: no\n"
@@ -200,6 +205,92 @@ static void wait_providers(int seconds)
 	}
 }
 
+/*
+ * The health probe: every few seconds each remote provider gets its health
+ * check, so a dead key server shows (status, provider_up) before a VM needs
+ * a key, and a revived one ends the time its failure is remembered.
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool running, stop;
+	int interval;
+} probe = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static void probe_once(void)
+{
+	for (size_t i = 0; i < vmcfs.fs_cfg->nproviders; i++) {
+		const char *name = vmcfs.fs_cfg->providers[i].name, *type, *version;
+		char err[512], before[512];
+		uint32_t flags;
+		bool was_up;
+		int r;
+
+		if (vmc_keyring_provider_info(vmcfs.fs_keyring, name, &type, &version, &flags) ||
+		    !(flags & VMC_KP_F_REMOTE))
+			continue;
+		was_up = !vmc_keyring_health(vmcfs.fs_keyring, name, before, sizeof(before));
+		r = vmc_keyring_test(vmcfs.fs_keyring, name, discard_line, NULL, err, sizeof(err));
+		if (r && r != -EOPNOTSUPP && was_up)
+			vmc_warn("key provider \"%s\" does not answer its health check: %s", name,
+				 err);
+		else if (!r && !was_up)
+			vmc_notice("key provider \"%s\" answers again", name);
+	}
+}
+
+static void *probe_thread(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&probe.lock);
+	while (!probe.stop) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += probe.interval;
+		pthread_cond_timedwait(&probe.cond, &probe.lock, &ts);
+		if (probe.stop)
+			break;
+		pthread_mutex_unlock(&probe.lock);
+		probe_once();
+		pthread_mutex_lock(&probe.lock);
+	}
+	pthread_mutex_unlock(&probe.lock);
+	return NULL;
+}
+
+static void probe_start(int interval)
+{
+	bool remote = false;
+
+	for (size_t i = 0; i < vmcfs.fs_cfg->nproviders; i++) {
+		const char *type, *version;
+		uint32_t flags;
+
+		remote |= !vmc_keyring_provider_info(vmcfs.fs_keyring,
+						     vmcfs.fs_cfg->providers[i].name, &type,
+						     &version, &flags) && (flags & VMC_KP_F_REMOTE);
+	}
+	if (interval <= 0 || !remote)
+		return;
+	probe.interval = interval;
+	probe.stop = false;
+	probe.running = !pthread_create(&probe.thread, NULL, probe_thread, NULL);
+}
+
+static void probe_stop(void)
+{
+	if (!probe.running)
+		return;
+	pthread_mutex_lock(&probe.lock);
+	probe.stop = true;
+	pthread_cond_broadcast(&probe.cond);
+	pthread_mutex_unlock(&probe.lock);
+	pthread_join(probe.thread, NULL);
+	probe.running = false;
+}
+
 static int fs_setup(struct vmc_opts *o)
 {
 	char err[1024], real[PATH_MAX];
@@ -273,6 +364,7 @@ static int fs_setup(struct vmc_opts *o)
 
 static void fs_teardown(void)
 {
+	probe_stop();
 	vmc_ctl_stop();
 	vmc_lease_fini();
 	vmc_audit_stop();
@@ -352,7 +444,8 @@ static void harden(void)
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct vmc_opts opts = { .attr_timeout = 1.0, .entry_timeout = 1.0, .lock_lease = 30.0 };
+	struct vmc_opts opts = { .attr_timeout = 1.0, .entry_timeout = 1.0, .lock_lease = 30.0,
+				 .probe_interval = 60 };
 	struct fuse_cmdline_opts cmd;
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *lc = NULL;
@@ -419,6 +512,7 @@ int main(int argc, char *argv[])
 	}
 	if (opts.metrics_port && vmc_metrics_http_start(opts.metrics_port))
 		goto out_unmount;
+	probe_start(opts.probe_interval);
 	daemon_ready(notify); /* from here on, a daemon logs to syslog */
 	notify = -1;
 	vmc_notice("mounted %s at %s", vmcfs.fs_backing, cmd.mountpoint);

@@ -187,6 +187,22 @@ static void policy_event(fuse_req_t req, const char *op, struct vmc_inode *dir,
 				       .file = full, .result = r });
 }
 
+/* A permitted change of the existing policy file @in, in the audit log. */
+static void policy_change_event(fuse_req_t req, struct vmc_inode *in, const char *how)
+{
+	char name[NAME_MAX + 1];
+	struct vmc_inode *dir = vmc_inode_name(in, name, sizeof(name));
+	char path[PATH_MAX], full[PATH_MAX + NAME_MAX + 2];
+
+	if (!dir)
+		return;
+	vmc_inode_path(dir, path, sizeof(path));
+	snprintf(full, sizeof(full), "%s/%s", path, name);
+	vmc_audit(&(struct vmc_event){ .op = "policy-change", .uid = fuse_req_ctx(req)->uid,
+				       .vm = path, .file = full, .detail = how, .result = 0 });
+	vmc_inode_unref(dir);
+}
+
 /* --- size changes and first data ------------------------------------------ */
 
 /*
@@ -349,6 +365,7 @@ static int do_setattr(fuse_req_t req, struct vmc_inode *in, struct stat *attr, i
 			r = mount_require(req, VMC_PRIV_MANAGE_POLICY, "policy-change", in, NULL);
 			if (r)
 				return r;
+			policy_change_event(req, in, "truncated");
 		}
 		r = do_truncate(in, fi, attr->st_size, fuse_req_ctx(req)->uid,
 				fuse_req_ctx(req)->gid);
@@ -687,6 +704,8 @@ static int open_finish(fuse_req_t req, struct vmc_inode *in, int fd, int flags,
 		r = mount_require(req, VMC_PRIV_MANAGE_POLICY, "policy-change", in, NULL);
 		if (r)
 			return r;
+		policy_change_event(req, in, flags & O_TRUNC ? "opened to be rewritten" :
+							       "opened for writing");
 	}
 	pthread_mutex_lock(&in->in_lock);
 	r = vmc_crypt_attach(in, fd);

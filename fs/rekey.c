@@ -264,6 +264,9 @@ static uint64_t now_ms(void)
 static int rekey_shallow(struct ctl_conn *c, int vmfd, const char *vm, const char *to_provider,
 			 json_object *out)
 {
+	/* The datastore root (".") has the datastore's key record: its KEK wraps
+	 * the files outside VMs (core dumps), which this re-wraps the same way. */
+	const char *record = strcmp(vm, ".") ? VMC_FMT_STATE_NAME : VMC_FMT_DATASTORE_NAME;
 	struct rekey_job j = { .c = c, .vm = vm };
 	struct vmc_vmstate st;
 	struct vmc_kek *k = NULL;
@@ -273,14 +276,25 @@ static int rekey_shallow(struct ctl_conn *c, int vmfd, const char *vm, const cha
 	uint64_t t0 = now_ms();
 	int r;
 
+	{
+		struct stat vst;
+
+		if (!fstat(vmfd, &vst) && vmc_vm_busy_id(vst.st_dev, vst.st_ino))
+			return ctl_fail(c, -EBUSY, "%s: a conversion of the VM is running", vm);
+	}
 	atomic_fetch_add(&vmc_metrics.rekeys_running, 1);
+	/* The key provider is called without fs_vm_lock (it may be a key server
+	 * across the network); the record is written only if it did not change
+	 * meanwhile. */
 	pthread_mutex_lock(&vmcfs.fs_vm_lock);
-	r = vmc_vmstate_read(vmfd, VMC_FMT_STATE_NAME, &st, err, sizeof(err));
+	r = vmc_vmstate_read(vmfd, record, &st, err, sizeof(err));
+	pthread_mutex_unlock(&vmcfs.fs_vm_lock);
 	if (r) {
 		atomic_fetch_sub(&vmc_metrics.rekeys_running, 1);
-		pthread_mutex_unlock(&vmcfs.fs_vm_lock);
 		return ctl_fail(c, r == -ENOENT ? -ENOENT : -EIO, "%s: %s", vm,
-				r == -ENOENT ? "not an encrypted VM" : err);
+				r == -ENOENT ? (strcmp(vm, ".") ? "not an encrypted VM" :
+							   "the datastore's encryption mode is off") :
+					       err);
 	}
 	snprintf(old_id, sizeof(old_id), "%s", st.current.kek_id);
 	snprintf(old_prov, sizeof(old_prov), "%s", st.current.provider);
@@ -299,8 +313,8 @@ static int rekey_shallow(struct ctl_conn *c, int vmfd, const char *vm, const cha
 
 		for (int i = 0; i < 16; i++)
 			sprintf(uuid + 2 * i, "%02x", st.vm_uuid[i]);
-		snprintf(label, sizeof(label), "vmcryptfs-vm-%s-%llu", uuid,
-			 (unsigned long long)time(NULL));
+		snprintf(label, sizeof(label), "vmcryptfs-%s-%s-%llu", strcmp(vm, ".") ? "vm" : "ds",
+			 uuid, (unsigned long long)time(NULL));
 		r = vmc_keyring_create(vmcfs.fs_keyring, prov, label, &k, err, sizeof(err));
 		if (!r) {
 			st.next.set = true;
@@ -309,14 +323,14 @@ static int rekey_shallow(struct ctl_conn *c, int vmfd, const char *vm, const cha
 			r = vmc_vmstate_key_check(k->kek_check_key, st.vm_uuid, prov, k->kek_id,
 						  st.next.key_check);
 			st.state = VMC_FMT_VMSTATE_REKEY;
-			if (!r)
-				r = vmc_vmstate_write(vmfd, VMC_FMT_STATE_NAME, &st);
 		}
+		if (!r)
+			r = vmc_vm_record_update(vmfd, record, &st, err, sizeof(err));
 	}
-	pthread_mutex_unlock(&vmcfs.fs_vm_lock);
 	if (r) {
 		vmc_kek_put(k);
-		ctl_fail(c, r, "%s: cannot get the new key: %s", vm, err[0] ? err : strerror(-r));
+		ctl_fail(c, vmc_key_errno(r), "%s: cannot get the new key: %s", vm,
+			 err[0] ? err : strerror(-r));
 		goto audit;
 	}
 	j.next = k;
@@ -329,12 +343,12 @@ static int rekey_shallow(struct ctl_conn *c, int vmfd, const char *vm, const cha
 	}
 	/* Step 3: the new KEK becomes current. */
 	pthread_mutex_lock(&vmcfs.fs_vm_lock);
-	r = vmc_vmstate_read(vmfd, VMC_FMT_STATE_NAME, &st, err, sizeof(err));
+	r = vmc_vmstate_read(vmfd, record, &st, err, sizeof(err));
 	if (!r && st.state == VMC_FMT_VMSTATE_REKEY && !strcmp(st.next.kek_id, k->kek_id)) {
 		st.current = st.next;
 		memset(&st.next, 0, sizeof(st.next));
 		st.state = VMC_FMT_VMSTATE_STEADY;
-		r = vmc_vmstate_write(vmfd, VMC_FMT_STATE_NAME, &st);
+		r = vmc_vmstate_write(vmfd, record, &st);
 	}
 	pthread_mutex_unlock(&vmcfs.fs_vm_lock);
 	if (r) {
@@ -343,10 +357,10 @@ static int rekey_shallow(struct ctl_conn *c, int vmfd, const char *vm, const cha
 	}
 	if (strcmp(old_id, k->kek_id))
 		vmc_keyring_forget(vmcfs.fs_keyring, old_prov, old_id);
-	json_object_object_add(out, "vm", json_object_new_string(vm));
-	json_object_object_add(out, "from", json_object_new_string(old_id));
-	json_object_object_add(out, "to", json_object_new_string(k->kek_id));
-	json_object_object_add(out, "provider", json_object_new_string(k->kek_provider));
+	json_object_object_add(out, "vm", vmc_json_name(vm));
+	json_object_object_add(out, "from", vmc_json_name(old_id));
+	json_object_object_add(out, "to", vmc_json_name(k->kek_id));
+	json_object_object_add(out, "provider", vmc_json_name(k->kek_provider));
 	json_object_object_add(out, "files", json_object_new_int(j.files));
 	json_object_object_add(out, "milliseconds", json_object_new_int64((int64_t)(now_ms() - t0)));
 audit:
@@ -407,6 +421,8 @@ int ctl_vm_targets(struct ctl_conn *c, json_object *args, char (**out)[PATH_MAX]
 				    sizeof(c->cc_msg));
 	if (r)
 		return r;
+	if (l.provider && !all)
+		return ctl_fail(c, -EINVAL, "\"provider\" selects among all VMs: it needs \"all\"");
 	if (all) {
 		r = vmc_vm_foreach(list_cb, &l);
 		if (r) {
@@ -468,14 +484,18 @@ int verb_rekey(struct ctl_conn *c, json_object *args, json_object *result)
 		c->cc_msg[0] = '\0';
 		c->cc_vm_index = i + 1;
 		r = ctl_open_dir(c, vms[i], &fd, norm, sizeof(norm));
-		if (!r) {
+		if (!r && deep && !strcmp(norm, ".")) {
+			r = ctl_fail(c, -EINVAL, "the datastore key is rekeyed shallowly only (no "
+				     "--deep)");
+			close(fd);
+		} else if (!r) {
 			r = deep ? vmc_rekey_deep(c, fd, norm, to, one) :
 				   rekey_shallow(c, fd, norm, to, one);
 			close(fd);
 		}
 		if (r) {
-			json_object_object_add(one, "vm", json_object_new_string(vms[i]));
-			json_object_object_add(one, "error", json_object_new_string(c->cc_msg));
+			json_object_object_add(one, "vm", vmc_json_name(vms[i]));
+			json_object_object_add(one, "error", vmc_json_name(c->cc_msg));
 			failed++;
 		}
 		json_object_array_add(arr, one);

@@ -95,10 +95,15 @@ static void hex(const uint8_t *in, size_t len, char *out)
  * The KEK that new files are wrapped under, from the key record @record of
  * directory @dirfd (a VM's, or the datastore's): its current KEK, or during
  * a shallow rekey the next one. With @create, a missing record is created
- * with a new KEK from @provider. fs_vm_lock held.
+ * with a new KEK from @provider.
+ *
+ * The key provider may be a key server across the network: it is never
+ * called with fs_vm_lock held, which only orders the record's reads and
+ * writes against a rekey's. A record created meanwhile (by this host or
+ * another) wins over the one we would have made: its KEK is used.
  */
-static int vm_kek_locked(int dirfd, const char *where, const char *record, const char *provider,
-			 bool create, uid_t uid, struct vmc_kek **out, uint8_t vm_uuid[16])
+static int vm_kek(int dirfd, const char *where, const char *record, const char *provider,
+		  bool create, uid_t uid, struct vmc_kek **out, uint8_t vm_uuid[16])
 {
 	bool is_ds = !strcmp(record, VMC_FMT_DATASTORE_NAME);
 	struct vmc_vmstate st;
@@ -108,7 +113,9 @@ static int vm_kek_locked(int dirfd, const char *where, const char *record, const
 	uint8_t kcv[32];
 	int r;
 
+	pthread_mutex_lock(&vmcfs.fs_vm_lock);
 	r = vmc_vmstate_read(dirfd, record, &st, err, sizeof(err));
+	pthread_mutex_unlock(&vmcfs.fs_vm_lock);
 	if (r == -ENOENT && create) {
 		memset(&st, 0, sizeof(st));
 		r = vmc_random(st.vm_uuid, sizeof(st.vm_uuid));
@@ -124,7 +131,7 @@ static int vm_kek_locked(int dirfd, const char *where, const char *record, const
 						       .uid = uid, .vm = is_ds ? NULL : where,
 						       .provider = provider, .to = "encrypted",
 						       .result = r, .detail = err });
-			return r;
+			return vmc_key_errno(r);
 		}
 		st.created = (uint64_t)time(NULL);
 		st.current.set = true;
@@ -132,15 +139,17 @@ static int vm_kek_locked(int dirfd, const char *where, const char *record, const
 		snprintf(st.current.kek_id, sizeof(st.current.kek_id), "%s", k->kek_id);
 		r = vmc_vmstate_key_check(k->kek_check_key, st.vm_uuid, provider, k->kek_id,
 					  st.current.key_check);
-		if (!r)
+		if (!r) {
+			pthread_mutex_lock(&vmcfs.fs_vm_lock);
 			r = vmc_vmstate_create(dirfd, record, &st);
+			pthread_mutex_unlock(&vmcfs.fs_vm_lock);
+		}
 		if (r == -EEXIST) {
-			/* Another host made the record meanwhile: use its key. */
+			/* Made meanwhile, here or by another host: use its key. */
 			vmc_info("%s %s: its key record was just created elsewhere; using it",
 				 is_ds ? "datastore" : "VM", where);
 			vmc_kek_put(k);
-			return vm_kek_locked(dirfd, where, record, provider, false, uid, out,
-					     vm_uuid);
+			return vm_kek(dirfd, where, record, provider, false, uid, out, vm_uuid);
 		}
 		vmc_audit(&(struct vmc_event){ .op = is_ds ? "encryption-mode" : "encrypt-new",
 					       .uid = uid, .vm = is_ds ? NULL : where,
@@ -190,14 +199,13 @@ int vmc_vm_kek(int dirfd, const char *where, const char *record, const char *pro
 	uint8_t ds_uuid[16];
 	int r;
 
-	pthread_mutex_lock(&vmcfs.fs_vm_lock);
-	r = vm_kek_locked(dirfd, where, record, provider, create, uid, out, vm_uuid);
+	r = vm_kek(dirfd, where, record, provider, create, uid, out, vm_uuid);
 	/* The first encrypted VM turns on the datastore's encryption mode. */
 	if (!r && create && strcmp(record, VMC_FMT_DATASTORE_NAME) &&
-	    vm_kek_locked(vmcfs.fs_root.in_fd, ".", VMC_FMT_DATASTORE_NAME, provider, true, uid,
-			  &dk, ds_uuid) == 0)
+	    faccessat(vmcfs.fs_root.in_fd, VMC_FMT_DATASTORE_NAME, F_OK, AT_SYMLINK_NOFOLLOW) &&
+	    vm_kek(vmcfs.fs_root.in_fd, ".", VMC_FMT_DATASTORE_NAME, provider, true, uid, &dk,
+		   ds_uuid) == 0)
 		vmc_kek_put(dk);
-	pthread_mutex_unlock(&vmcfs.fs_vm_lock);
 	return r;
 }
 
@@ -416,6 +424,17 @@ out:
 	return r;
 }
 
+bool vmc_vm_busy_id(dev_t dev, ino_t ino)
+{
+	bool hit = false;
+
+	pthread_mutex_lock(&busy_lock);
+	for (int i = 0; i < atomic_load(&nbusy); i++)
+		hit |= busy[i].dev == dev && busy[i].ino == ino;
+	pthread_mutex_unlock(&busy_lock);
+	return hit;
+}
+
 bool vmc_vm_busy(struct vmc_inode *in)
 {
 	struct vmc_inode *cur;
@@ -439,6 +458,35 @@ bool vmc_vm_busy(struct vmc_inode *in)
 	if (cur)
 		vmc_inode_unref(cur);
 	return hit;
+}
+
+/*
+ * Write @st (read earlier, then changed) as @record, unless the record on
+ * disk changed since it was read: -EAGAIN (another operation got there
+ * first; re-run).
+ */
+int vmc_vm_record_update(int vmfd, const char *record, struct vmc_vmstate *st, char *err,
+			 size_t errlen)
+{
+	struct vmc_vmstate now;
+	int r;
+
+	pthread_mutex_lock(&vmcfs.fs_vm_lock);
+	r = vmc_vmstate_read(vmfd, record, &now, err, errlen);
+	if (!r && now.seq != st->seq) {
+		snprintf(err, errlen, "the key record changed meanwhile (another rekey?): re-run");
+		r = -EAGAIN;
+	}
+	if (!r)
+		r = vmc_vmstate_write(vmfd, record, st);
+	pthread_mutex_unlock(&vmcfs.fs_vm_lock);
+	return r;
+}
+
+int vmc_key_errno(int r)
+{
+	return r == -ENOMEM || r == -EKEYREJECTED || r == -EKEYREVOKED || r == -EINVAL ? r :
+												   -ENOKEY;
 }
 
 /* --- locks across hosts ------------------------------------------------------ */

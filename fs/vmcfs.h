@@ -206,6 +206,8 @@ int vmc_vm_policy_at(int dirfd, const char *dir, struct vmc_vm_policy *pol, char
 /* A conversion owns the VM directory (dev, ino): opens below it get EBUSY. */
 int vmc_vm_busy_set(dev_t dev, ino_t ino, bool on);
 bool vmc_vm_busy(struct vmc_inode *in);
+/* Is the VM directory (dev, ino) itself being converted? */
+bool vmc_vm_busy_id(dev_t dev, ino_t ino);
 /* Call @cb for every directory holding a policy file or a VM key record. */
 int vmc_vm_foreach(int (*cb)(void *arg, int dirfd, const char *rel), void *arg);
 /*
@@ -229,7 +231,21 @@ int vmc_vm_would_encrypt(struct vmc_inode *dir, const char *name, bool *encrypt)
  * holder, when another host writes to the VM.
  */
 struct vmc_lease;
+struct vmc_vmstate;
 int vmc_vm_lease(struct vmc_inode *dir, struct vmc_lease **out);
+/*
+ * A key provider's failure as the application (or vmcryptfs-ctl) sees it:
+ * no key to be had (a dead key server, a missing key file) is ENOKEY, as for
+ * the files of a locked VM; a wrong key, a revoked one or no memory stay.
+ */
+int vmc_key_errno(int r);
+/*
+ * Write @st (read earlier, then changed) as @record of @vmfd, unless the
+ * record on disk changed since: -EAGAIN with a reason in @err (another
+ * operation got there first; re-run). Takes fs_vm_lock.
+ */
+int vmc_vm_record_update(int vmfd, const char *record, struct vmc_vmstate *st, char *err,
+			 size_t errlen);
 /* Unwrap the DEK of header @hdr into @dek (secret memory). */
 int vmc_vm_unwrap(struct vmc_inode *in, const struct vmc_hdr *hdr, uint8_t *dek);
 

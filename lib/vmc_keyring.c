@@ -33,6 +33,7 @@
 
 #define KR_BUCKETS 256
 #define KR_RETRY_NS (2ull * 1000000000ull) /* failures are remembered for 2 s */
+#define KR_DOWN_MAX_NS (60ull * 1000000000ull)
 #define KR_MSG_MAX 512
 
 /*
@@ -64,11 +65,13 @@ struct kr_provider {
 	pthread_mutex_t kp_serial; /* held around calls when VMC_KP_F_SERIALIZE */
 	/*
 	 * The provider as a whole was unreachable (a transient error) at
-	 * kp_down_ns: for KR_RETRY_NS every request fails at once with the same
-	 * answer, so a dead key server costs one time-out, not one per key.
-	 * Protected by kr_lock.
+	 * kp_down_ns: for kp_down_window (2 s, or twice what the failed call
+	 * took, at most 60 s) every request fails at once with the same answer,
+	 * so a dead key server costs one time-out, not one per key. A successful
+	 * call (provider test, the health probe) ends it. Protected by kr_lock.
 	 */
 	uint64_t kp_down_ns;
+	uint64_t kp_down_window; /* how long: at least twice what the failed call took */
 	int kp_down_err;
 	char kp_down_msg[KR_MSG_MAX];
 	struct vmc_kp_stats kp_stats; /* kr_lock */
@@ -515,8 +518,15 @@ static void provider_health(struct vmc_keyring *kr, struct kr_provider *p, int r
 	p->kp_stats.last_seconds = secs;
 	was_down = p->kp_down_err != 0;
 	if (vmc_kp_error_transient(r)) {
+		uint64_t took = now_ns() - t0;
+
 		p->kp_down_err = r;
 		p->kp_down_ns = now_ns();
+		/* A black-holed cluster takes its time-outs per attempt: retry no
+		 * more often than that, or every request pays them. */
+		p->kp_down_window = 2 * took > KR_RETRY_NS ? 2 * took : KR_RETRY_NS;
+		if (p->kp_down_window > KR_DOWN_MAX_NS)
+			p->kp_down_window = KR_DOWN_MAX_NS;
 		snprintf(p->kp_down_msg, sizeof(p->kp_down_msg), "key provider \"%s\": %s", p->name,
 			 msg[0] ? msg : strerror(-r));
 	} else {
@@ -525,6 +535,14 @@ static void provider_health(struct vmc_keyring *kr, struct kr_provider *p, int r
 	pthread_mutex_unlock(&kr->kr_lock);
 	if (was_down && !vmc_kp_error_transient(r))
 		forget_failures(kr, p); /* it answers again: retry every key now */
+}
+
+void vmc_keyring_reset(struct vmc_keyring *kr, const char *provider)
+{
+	struct kr_provider *p = provider_find(kr, provider);
+
+	if (p)
+		forget_failures(kr, p);
 }
 
 int vmc_keyring_get(struct vmc_keyring *kr, const char *provider, const char *id,
@@ -561,7 +579,7 @@ int vmc_keyring_get(struct vmc_keyring *kr, const char *provider, const char *id
 		pthread_mutex_unlock(&kr->kr_lock);
 		return r;
 	}
-	if (p->kp_down_err && now_ns() - p->kp_down_ns < KR_RETRY_NS) {
+	if (p->kp_down_err && now_ns() - p->kp_down_ns < p->kp_down_window) {
 		r = p->kp_down_err;
 		snprintf(err, errlen, "%s", p->kp_down_msg);
 		pthread_mutex_unlock(&kr->kr_lock);
@@ -676,6 +694,10 @@ enum vmc_kek_state vmc_keyring_peek(struct vmc_keyring *kr, const char *provider
 	struct kr_entry **pp;
 
 	msg[0] = '\0';
+	if (!provider_find(kr, provider)) {
+		snprintf(msg, msglen, "key provider \"%s\" is not configured", provider);
+		return VMC_KEK_FAILED; /* no way to get its key here */
+	}
 	pthread_mutex_lock(&kr->kr_lock);
 	if (is_locked(kr, provider, id)) {
 		st = VMC_KEK_LOCKED;

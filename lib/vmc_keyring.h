@@ -62,6 +62,8 @@ int vmc_keyring_create(struct vmc_keyring *kr, const char *provider, const char 
 
 /* Drop a cached KEK (the next get asks the provider again). */
 void vmc_keyring_forget(struct vmc_keyring *kr, const char *provider, const char *id);
+/* Forget the remembered failures of @provider (its key file was restored). */
+void vmc_keyring_reset(struct vmc_keyring *kr, const char *provider);
 
 /*
  * Administrative lock: while locked, get() of this KEK fails with -ENOKEY

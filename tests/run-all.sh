@@ -20,3 +20,23 @@ if [ "$fuzz_seconds" -gt 0 ] && command -v clang >/dev/null; then
 	cmake --build "$fbuild" -j "$(nproc)"
 	(cd "$fbuild" && ctest --output-on-failure -L fuzz)
 fi
+
+# The unit and integration suites again with a daemon and tools built with
+# AddressSanitizer and UndefinedBehaviorSanitizer (gcc; any report in a
+# daemon's log fails its test, and UBSan aborts on the first finding), the
+# random tests with fewer seeds and kill points; then the concurrency tests
+# under ThreadSanitizer. VMC_SANITIZERS=0 skips this stage.
+if [ "${VMC_SANITIZERS:-1}" != 0 ]; then
+	abuild=${VMC_ASAN_BUILD_DIR:-$top/build-asan}
+	cmake -S "$top" -B "$abuild" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVMC_WERROR=ON \
+		-DVMC_ASAN=ON -DVMC_UBSAN=ON
+	cmake --build "$abuild" -j "$(nproc)"
+	(cd "$abuild" && VMC_MODEL_SEEDS=3 VMC_CRASH_ROUNDS=8 VMC_CRASH_CYCLES=2 \
+		ctest --output-on-failure --timeout 900 -L "unit|integration")
+	tbuild=${VMC_TSAN_BUILD_DIR:-$top/build-tsan}
+	cmake -S "$top" -B "$tbuild" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVMC_WERROR=ON \
+		-DVMC_TSAN=ON
+	cmake --build "$tbuild" -j "$(nproc)" --target vmcryptfs vmcryptfs-ctl \
+		vmcryptfs-keyprov-native vmcryptfs-keyprov-kmip
+	(cd "$tbuild" && ctest --output-on-failure -L concurrency)
+fi

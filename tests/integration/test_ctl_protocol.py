@@ -346,9 +346,6 @@ def test_names_that_are_not_utf8(pds):
     alive(ds)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the encrypt / decrypt / rekey answers (fs/convert.c, fs/rekey.c) put VM names and "
-    "messages into JSON with json_object_new_string, raw, not through vmc_json_name"))
 def test_conversions_of_a_vm_whose_name_is_not_utf8(pds):
     ds = pds
     vm = odd_vm(ds, encrypted=False)

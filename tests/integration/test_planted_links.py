@@ -670,11 +670,6 @@ def test_offline_scan_never_follows(lds, outside):
     ds.mount()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a VM directory that is a symlink is refused with \"vmlink: Not a directory\" "
-    "(ENOTDIR): fs/ctl.c ctl_open_dir means to say \"is a symbolic link\" (ELOOP), but "
-    "openat(O_DIRECTORY | O_NOFOLLOW) fails with ENOTDIR on a symlink, so that branch "
-    "is never taken"))
 def test_vm_directory_symlink_message(lds, outside):
     """The refusal names the reason: the VM directory is a symbolic link."""
     ds = lds
