@@ -15,6 +15,14 @@
  * size, so later versions can append operations without breaking plugins built
  * against this one (the host only calls what the plugin's struct_size covers).
  *
+ * Versioning: appending an optional operation at the end of struct
+ * vmc_kp_ops (or a service at the end of struct vmc_kp_host) keeps ABI
+ * version 1 and the entry symbol: an older plugin's struct_size ends before
+ * the new member and the host treats it as absent (NULL); a plugin that uses
+ * a host service added later checks host->struct_size first. Only a change
+ * to an existing member, or a new mandatory one, bumps VMC_KP_ABI_VERSION.
+ * Members appended so far (still version 1): list_keys.
+ *
  * The same table serves local providers (the built-in "native" one derives
  * KEKs from a primary key on the host) and remote ones (KMIP: connect to a
  * cluster of servers, create a key on the server, fetch it by id). The error
@@ -33,6 +41,8 @@
  *    sets VMC_KP_F_SERIALIZE in flags, in which case the host calls at most
  *    one operation per provider instance at a time.
  *  - Every network wait has a time-out; no call blocks indefinitely.
+ *  - Plugins set struct_size = sizeof(struct vmc_kp_ops) and leave the
+ *    optional operations they lack NULL (designated initializers do that).
  *
  * Error codes (negative errno):
  *   -ENOKEY        the provider does not know this key id (never created,
@@ -47,6 +57,9 @@
  *   -EINVAL        bad configuration or parameter
  *   -ENOENT        local key material (such as a key file) is missing
  *   -EBADMSG       local key material is corrupt
+ *   -E2BIG         list_keys only: more keys than the provider can list in
+ *                  one call (the message says how many it can)
+ *   -EOPNOTSUPP    an optional operation the provider cannot perform
  *   -ENOMEM, -EIO  as usual
  */
 #ifndef VMCRYPTFS_KEYPROV_H
@@ -157,6 +170,32 @@ struct vmc_kp_ops {
 	 */
 	int (*test)(void *inst, void (*report)(void *arg, const char *line),
 		    void *arg, char *err);
+
+	/**
+	 * Optional (may be NULL): call @cb once per key this provider holds whose
+	 * label starts with @label_prefix ("" = every key), with its id (as
+	 * get_key takes it) and its label (NULL if the provider keeps none). A
+	 * non-zero return from @cb stops the listing and is returned. Returns 0
+	 * or the usual negative errno with a message in @err.
+	 *
+	 * The label is the one create_key was given (a provider that decorates
+	 * labels, with a configured prefix for instance, matches and reports
+	 * them undecorated). Each key is reported at most once, in no defined
+	 * order; keys the provider no longer has (destroyed) are left out. A
+	 * provider that derives its keys and stores none (native) has nothing
+	 * to list and leaves this NULL: the host reports -EOPNOTSUPP.
+	 *
+	 * Threads: as the other operations (VMC_KP_F_SERIALIZE applies; a
+	 * serialized provider is busy for the whole listing, which may take many
+	 * round trips to a server). @cb runs on the calling thread, never while
+	 * the plugin holds a lock of its own, but possibly while the host holds
+	 * the instance's serialization: it must not call operations of the
+	 * same instance. Appended to ABI version 1: check struct_size (see
+	 * "Versioning" above) before calling it.
+	 */
+	int (*list_keys)(void *inst, const char *label_prefix,
+			 int (*cb)(void *arg, const char *id, const char *label),
+			 void *arg, char *err);
 };
 
 /** Type of the entry function exported as VMC_KP_ENTRY_SYMBOL. */

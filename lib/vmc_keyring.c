@@ -36,21 +36,6 @@
 #define KR_DOWN_MAX_NS (60ull * 1000000000ull)
 #define KR_MSG_MAX 512
 
-/*
- * The plugin table with the optional list_keys operation appended, as
- * proposed for the key-provider ABI (docs/vmcryptfs-util.8, KEYS UNUSED):
- * until keyprov/vmcryptfs_keyprov.h declares it as the last member of struct
- * vmc_kp_ops, the keyring reads it through this view. The layout is the same
- * (a function pointer right after the last one), and a plugin's struct_size
- * tells whether it has the member, so ABI 1 plugins keep working unchanged.
- */
-struct kr_ops_list {
-	struct vmc_kp_ops base;
-	int (*list_keys)(void *inst, const char *label_prefix,
-			 int (*cb)(void *arg, const char *id, const char *label), void *arg,
-			 char *err);
-};
-
 struct kr_plugin {
 	char *type;
 	void *dl;
@@ -780,7 +765,7 @@ int vmc_keyring_list(struct vmc_keyring *kr, const char *name, const char *prefi
 		     vmc_keyring_list_fn cb, void *arg, char *err, size_t errlen)
 {
 	struct kr_provider *p = provider_find(kr, name);
-	const struct kr_ops_list *ops;
+	const struct vmc_kp_ops *ops;
 	char perr[VMC_KP_ERR_MAX] = "";
 	uint64_t t0;
 	bool serial;
@@ -790,14 +775,15 @@ int vmc_keyring_list(struct vmc_keyring *kr, const char *name, const char *prefi
 		snprintf(err, errlen, "key provider \"%s\" is not configured", name);
 		return -ENOENT;
 	}
-	ops = (const struct kr_ops_list *)p->plugin->ops;
-	if (ops->base.struct_size < offsetof(struct kr_ops_list, list_keys) + sizeof(void *) ||
+	ops = p->plugin->ops;
+	/* Appended to ABI 1: a plugin built before it ends before the member. */
+	if (ops->struct_size < offsetof(struct vmc_kp_ops, list_keys) + sizeof(void *) ||
 	    !ops->list_keys) {
 		snprintf(err, errlen, "key provider \"%s\" (type %s) cannot list its keys", name,
-			 ops->base.type);
+			 ops->type);
 		return -EOPNOTSUPP;
 	}
-	serial = ops->base.flags & VMC_KP_F_SERIALIZE;
+	serial = ops->flags & VMC_KP_F_SERIALIZE;
 	t0 = now_ns();
 	if (serial)
 		pthread_mutex_lock(&p->kp_serial);

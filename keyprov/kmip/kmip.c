@@ -19,6 +19,13 @@
  *   get_key:    Get Attributes (State) -> Get. A Deactivated or Compromised
  *               key is refused (-EKEYREVOKED), a Destroyed one is -ENOKEY.
  *   test:       per server: connect, handshake, Discover Versions.
+ *   list_keys:  Locate (Object Type Symmetric Key, Maximum Items 100,001;
+ *               KMIP 1.1 Locate matches whole names only, and cannot page)
+ *               -> Get Attributes (Name, State) of each key, KMIP_LIST_BATCH
+ *               keys per request (one per request for a server that refuses
+ *               batches), filtered here by name prefix; Destroyed keys are
+ *               left out. Each step fails over on its own, so a listing
+ *               survives a server going down halfway.
  *
  * Keys are never revoked or destroyed here.
  *
@@ -31,7 +38,9 @@
  *
  * Secrets: answers are read into host->secret_alloc memory and released with
  * host->secret_free (which wipes); key bytes go from there straight into the
- * host's buffer. Nothing here logs message contents.
+ * host's buffer. Locate answers, which carry identifiers only and may be
+ * megabytes long when listing keys, go to ordinary memory. Nothing here logs
+ * message contents.
  */
 #include "kmip_msg.h"
 #include "kmip_tls.h"
@@ -341,14 +350,26 @@ struct call {
 	bool stale;     /* a reused connection failed before any answer byte */
 	double ms;      /* round trip, connection set-up excluded */
 	struct kmip_resp resp;
-	uint8_t *buf;   /* the answer (secret memory), release with call_done() */
+	uint8_t *buf;   /* the answer, release with call_done() */
 	size_t buflen;
+	bool plain;     /* buf is ordinary memory (a Locate answer), not secret */
 };
+
+static void *plain_alloc(size_t len)
+{
+	return calloc(1, len ? len : 1);
+}
+
+static void plain_free(void *p, size_t len)
+{
+	(void)len;
+	free(p);
+}
 
 static void call_done(struct kmip *k, struct call *c)
 {
 	if (c->buf)
-		k->host->secret_free(c->buf, c->buflen);
+		(c->plain ? plain_free : k->host->secret_free)(c->buf, c->buflen);
 	c->buf = NULL;
 }
 
@@ -406,20 +427,20 @@ static int kmip_failure(const struct kmip_resp *resp, const char *what, char *er
 }
 
 /*
- * Send request @req for @op to server @s, reconnecting as needed. Returns 0
- * with the answer in @c (c->resp.status may still be a failure), or the
- * transport error. Idempotent requests are retried once, transparently, when
- * a reused connection turns out to be closed.
+ * Send request @req for @op to server @s, reconnecting as needed, and read
+ * its answer, unchecked, into c->buf. Returns 0 or the transport error.
+ * Idempotent requests are retried once, transparently, when a reused
+ * connection turns out to be closed.
  */
-static int server_call(struct kmip *k, struct kmip_server *s, const uint8_t *req, size_t len,
-		       uint32_t op, bool idempotent, struct call *c, char *err)
+static int server_exchange(struct kmip *k, struct kmip_server *s, const uint8_t *req,
+			   size_t len, uint32_t op, bool idempotent, struct call *c, char *err)
 {
-	char why[160];
 	struct kmip_io io;
 	double t0;
 	int r;
 
 	memset(c, 0, sizeof(*c));
+	c->plain = op == KMIP_OP_LOCATE;
 	for (int attempt = 0;; attempt++) {
 		bool reused;
 
@@ -435,8 +456,9 @@ static int server_call(struct kmip *k, struct kmip_server *s, const uint8_t *req
 				return r;
 		}
 		t0 = now_ms();
-		r = kmip_conn_exchange(&s->conn, req, len, &c->buf, &c->buflen,
-				       k->host->secret_alloc, k->host->secret_free, k->timeout_ms,
+		r = kmip_conn_exchange(&s->conn, req, len, &c->buf, &c->buflen, kmip_resp_max(op),
+				       c->plain ? plain_alloc : k->host->secret_alloc,
+				       c->plain ? plain_free : k->host->secret_free, k->timeout_ms,
 				       &io, err, VMC_KP_ERR_MAX);
 		if (!r)
 			break;
@@ -450,14 +472,36 @@ static int server_call(struct kmip *k, struct kmip_server *s, const uint8_t *req
 		return r;
 	}
 	c->ms = now_ms() - t0;
-	r = kmip_resp_parse(c->buf, c->buflen, op, &c->resp, why, sizeof(why));
-	if (r) {
-		call_done(k, c);
-		kmip_conn_close(&s->conn);
-		c->maybe_run = true; /* something answered: the request may have run */
-		ERR("not a valid KMIP answer to %s: %s", kmip_op_name(op), why);
+	return 0;
+}
+
+/* An answer that does not parse: released, and the connection (whose framing
+ * is in doubt) closed. Returns -EPROTO with the message in @err. */
+static int call_malformed(struct kmip *k, struct kmip_server *s, struct call *c, uint32_t op,
+			  const char *why, char *err)
+{
+	call_done(k, c);
+	kmip_conn_close(&s->conn);
+	c->maybe_run = true; /* something answered: the request may have run */
+	ERR("not a valid KMIP answer to %s: %s", kmip_op_name(op), why);
+	return -EPROTO;
+}
+
+/*
+ * Send request @req for @op to server @s (see server_exchange). Returns 0
+ * with the answer in @c (c->resp.status may still be a failure), or the
+ * transport error, or -EPROTO for an answer that is not a KMIP answer to it.
+ */
+static int server_call(struct kmip *k, struct kmip_server *s, const uint8_t *req, size_t len,
+		       uint32_t op, bool idempotent, struct call *c, char *err)
+{
+	char why[160];
+	int r = server_exchange(k, s, req, len, op, idempotent, c, err);
+
+	if (r)
 		return r;
-	}
+	if (kmip_resp_parse(c->buf, c->buflen, op, &c->resp, why, sizeof(why)))
+		return call_malformed(k, s, c, op, why, err);
 	c->answered = true;
 	k->host->log(VMC_KP_LOG_DEBUG, "key-provider \"%s\": %s on %s: %s in %.1f ms", k->name,
 		     kmip_op_name(op), s->label,
@@ -891,6 +935,361 @@ static int kmip_test(void *inst, void (*report)(void *arg, const char *line), vo
 	return r;
 }
 
+/* --- list_keys --------------------------------------------------------------- */
+
+/* The identifiers one Locate found: unique, in the KMS's order. One listing. */
+struct list_ids {
+	char **ids;
+	size_t n, cap;
+};
+
+static void list_ids_free(struct list_ids *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->ids[i]);
+	free(l->ids);
+	memset(l, 0, sizeof(*l));
+}
+
+static int list_ids_add(void *arg, const char *uid)
+{
+	struct list_ids *l = arg;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 256;
+		char **ids = realloc(l->ids, cap * sizeof(*ids));
+
+		if (!ids)
+			return -ENOMEM;
+		l->ids = ids;
+		l->cap = cap;
+	}
+	l->ids[l->n] = strdup(uid);
+	if (!l->ids[l->n])
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+struct id_pos {
+	const char *id;
+	size_t pos;
+};
+
+static int by_id(const void *a, const void *b)
+{
+	const struct id_pos *x = a, *y = b;
+	int c = strcmp(x->id, y->id);
+
+	return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* Drop repeated identifiers (keeping the first of each), so that no key is
+ * reported twice by a server that repeats one. */
+static int list_ids_unique(struct list_ids *l)
+{
+	struct id_pos *order;
+	size_t n = 0;
+
+	if (l->n < 2)
+		return 0;
+	order = malloc(l->n * sizeof(*order));
+	if (!order)
+		return -ENOMEM;
+	for (size_t i = 0; i < l->n; i++)
+		order[i] = (struct id_pos){ l->ids[i], i };
+	qsort(order, l->n, sizeof(*order), by_id);
+	for (size_t i = 1; i < l->n; i++)
+		if (!strcmp(order[i].id, order[i - 1].id)) {
+			free(l->ids[order[i].pos]);
+			l->ids[order[i].pos] = NULL;
+		}
+	free(order);
+	for (size_t i = 0; i < l->n; i++)
+		if (l->ids[i])
+			l->ids[n++] = l->ids[i];
+	l->n = n;
+	return 0;
+}
+
+static int locate_keys_on(struct kmip *k, struct kmip_server *s, void *arg, bool *answered,
+			  char *err)
+{
+	struct list_ids *l = arg;
+	uint8_t req[KMIP_REQ_MAX];
+	char why[160];
+	struct call c;
+	size_t len, n;
+	int r;
+
+	r = kmip_req_locate_keys(req, sizeof(req), &len, (int32_t)KMIP_LIST_MAX + 1);
+	if (r) {
+		ERR("cannot encode a Locate request");
+		*answered = true;
+		return r;
+	}
+	r = server_call(k, s, req, len, KMIP_OP_LOCATE, true, &c, err);
+	*answered = c.answered;
+	if (r)
+		return r;
+	if (c.resp.status != KMIP_STATUS_SUCCESS) {
+		if (c.resp.has_reason && c.resp.reason == KMIP_REASON_RESPONSE_TOO_LARGE) {
+			ERR("the KMS will not list its symmetric keys in one answer (Response Too "
+			    "Large: %s); KMIP 1.1 cannot page a Locate", c.resp.text[0] ?
+			    c.resp.text : "-");
+			r = -E2BIG;
+		} else {
+			r = kmip_failure(&c.resp, "Locate of the symmetric keys", err);
+		}
+		call_done(k, &c);
+		return r;
+	}
+	n = kmip_payload_uid_count(&c.resp);
+	if (n > KMIP_LIST_MAX) {
+		ERR("the KMS has more than %u symmetric keys for us; vmcryptfs lists at most %u "
+		    "(KMIP 1.1 cannot page a Locate)", KMIP_LIST_MAX, KMIP_LIST_MAX);
+		call_done(k, &c);
+		return -E2BIG;
+	}
+	list_ids_free(l);
+	r = kmip_payload_uid_each(&c.resp, list_ids_add, l, why, sizeof(why));
+	call_done(k, &c);
+	if (r == -EPROTO)
+		ERR("Locate of the symmetric keys: %s", why);
+	else if (r)
+		ERR("out of memory for %zu key identifiers", n);
+	else
+		r = list_ids_unique(l);
+	return r;
+}
+
+/* What the listing does with one key of a batch. */
+enum list_verdict {
+	LIST_PENDING,  /* not answered yet */
+	LIST_NAMED,    /* reported with its label */
+	LIST_UNNAMED,  /* reported without a label (no name; "" prefix only) */
+	LIST_SKIPPED,  /* not ours, destroyed, gone or hidden */
+};
+
+/* One batch of keys of a listing, and the listing's running totals. */
+struct list_batch {
+	const struct list_ids *l;
+	const char *prefix;  /* the name prefix matched: name-prefix + label prefix */
+	size_t first, n;     /* keys l->ids[first .. first + n) */
+	enum list_verdict verdict[KMIP_LIST_BATCH];
+	char name[KMIP_LIST_BATCH][KMIP_NAME_MAX + 1];
+	bool single;         /* the KMS refused a batch: one key per request */
+	size_t requests, gone, denied, destroyed;
+};
+
+/* Judge the answer @r about key @pos of batch @b. */
+static int list_judge(struct kmip *k, struct list_batch *b, size_t pos,
+		      const struct kmip_resp *r, char *err)
+{
+	const char *uid = b->l->ids[b->first + pos];
+	char why[160];
+	uint32_t state;
+	size_t names;
+	int rc;
+
+	if (r->status != KMIP_STATUS_SUCCESS && r->has_reason &&
+	    (r->reason == KMIP_REASON_ITEM_NOT_FOUND ||
+	     r->reason == KMIP_REASON_PERMISSION_DENIED)) {
+		/* Deleted since the Locate, or visible but not readable by us. */
+		if (r->reason == KMIP_REASON_ITEM_NOT_FOUND)
+			b->gone++;
+		else
+			b->denied++;
+		b->verdict[pos] = LIST_SKIPPED;
+		return 0;
+	}
+	if (r->status != KMIP_STATUS_SUCCESS) {
+		char what[KMIP_UID_MAX + 32];
+
+		snprintf(what, sizeof(what), "Get Attributes of key %s", uid);
+		return kmip_failure(r, what, err);
+	}
+	/* The identifier is optional in the answer; if there, it must be ours. */
+	if (kmip_payload_uid_count(r)) {
+		char got[KMIP_UID_MAX + 1];
+
+		rc = kmip_payload_uid(r, got, why, sizeof(why));
+		if (rc) {
+			ERR("Get Attributes of key %s: %s", uid, why);
+			return rc;
+		}
+		if (strcmp(got, uid)) {
+			ERR("Get Attributes of key %s: answered about another object (%s)", uid,
+			    got);
+			return -EPROTO;
+		}
+	}
+	rc = kmip_payload_state(r, &state, why, sizeof(why));
+	if (rc) {
+		ERR("Get Attributes of key %s: %s", uid, why);
+		return rc;
+	}
+	if (state == KMIP_STATE_DESTROYED || state == KMIP_STATE_DESTROYED_COMPROMISED) {
+		b->destroyed++;
+		b->verdict[pos] = LIST_SKIPPED;
+		return 0;
+	}
+	rc = kmip_payload_name(r, b->prefix, b->name[pos], &names, why, sizeof(why));
+	if (rc == -EPROTO) {
+		ERR("Get Attributes of key %s: %s", uid, why);
+		return rc;
+	}
+	if (!rc)
+		b->verdict[pos] = LIST_NAMED;
+	else
+		b->verdict[pos] = !names && !b->prefix[0] ? LIST_UNNAMED : LIST_SKIPPED;
+	return 0;
+}
+
+/*
+ * Get Attributes (Name, State) of the keys of batch @b still pending, on
+ * server @s: as many per request as the batch holds, and again for those a
+ * server that stops at a failure left unanswered. Keys judged stay judged
+ * when cluster_run moves on to the next server.
+ */
+static int list_batch_on(struct kmip *k, struct kmip_server *s, void *arg, bool *answered,
+			 char *err)
+{
+	struct list_batch *b = arg;
+	struct kmip_resp items[KMIP_LIST_BATCH];
+	const char *uids[KMIP_LIST_BATCH];
+	size_t pos[KMIP_LIST_BATCH], count;
+	uint8_t req[KMIP_BATCH_REQ_MAX];
+	char why[160];
+	struct call c;
+	size_t len;
+
+	for (;;) {
+		size_t m = 0;
+		int r;
+
+		for (size_t i = 0; i < b->n && !(b->single && m); i++)
+			if (b->verdict[i] == LIST_PENDING) {
+				pos[m] = i;
+				uids[m++] = b->l->ids[b->first + i];
+			}
+		if (!m)
+			return 0;
+		r = kmip_req_get_names(req, sizeof(req), &len, uids, m);
+		if (r) {
+			ERR("cannot encode a Get Attributes request for %zu key(s)", m);
+			*answered = true;
+			return r;
+		}
+		b->requests++;
+		*answered = false; /* this request's transport errors fail over */
+		r = server_exchange(k, s, req, len, KMIP_OP_GET_ATTRIBUTES, true, &c, err);
+		if (r)
+			return r;
+		if (kmip_resp_parse_batch(c.buf, c.buflen, KMIP_OP_GET_ATTRIBUTES, m, items, &count,
+					  why, sizeof(why)))
+			return call_malformed(k, s, &c, KMIP_OP_GET_ATTRIBUTES, why, err);
+		*answered = true;
+		k->host->log(VMC_KP_LOG_DEBUG, "key-provider \"%s\": Get Attributes of %zu key(s) "
+			     "on %s: %zu answer(s) in %.1f ms", k->name, m, s->label, count, c.ms);
+		if (m > 1 && count == 1 && !items[0].has_batch_id) {
+			/* The message as a whole was answered, not its items. */
+			const struct kmip_resp *f = &items[0];
+
+			if (f->status != KMIP_STATUS_SUCCESS && f->has_reason &&
+			    (f->reason == KMIP_REASON_INVALID_MESSAGE ||
+			     f->reason == KMIP_REASON_OPERATION_NOT_SUPPORTED ||
+			     f->reason == KMIP_REASON_FEATURE_NOT_SUPPORTED)) {
+				k->host->log(VMC_KP_LOG_NOTICE, "key-provider \"%s\": %s does not "
+					     "take batched requests (%s: %s); asking about one key "
+					     "at a time", k->name, s->label,
+					     kmip_reason_name(f->reason), f->text[0] ? f->text : "-");
+				b->single = true;
+				call_done(k, &c);
+				continue;
+			}
+			if (f->status != KMIP_STATUS_SUCCESS) {
+				r = kmip_failure(f, "Get Attributes", err);
+				call_done(k, &c);
+				return r;
+			}
+		}
+		for (size_t i = 0; i < count; i++) {
+			if (m > 1 && !items[i].has_batch_id) {
+				ERR("Get Attributes of %zu keys: an answer without its Unique "
+				    "Batch Item ID", m);
+				r = -EPROTO;
+			} else {
+				r = list_judge(k, b, pos[m > 1 ? items[i].batch_id : 0], &items[i],
+					       err);
+			}
+			if (r) {
+				call_done(k, &c);
+				return r;
+			}
+		}
+		call_done(k, &c);
+	}
+}
+
+static int kmip_list_keys(void *inst, const char *label_prefix,
+			  int (*cb)(void *arg, const char *id, const char *label), void *arg,
+			  char *err)
+{
+	struct kmip *k = inst;
+	char prefix[KMIP_PREFIX_MAX + VMC_KP_ID_MAX];
+	size_t plen = strlen(k->prefix), listed = 0;
+	struct list_ids l = { 0 };
+	struct list_batch *b;
+	double t0 = now_ms();
+	int r;
+
+	snprintf(prefix, sizeof(prefix), "%s%s", k->prefix, label_prefix ? label_prefix : "");
+	if (strlen(prefix) > KMIP_NAME_MAX)
+		return 0; /* no name can start with it */
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->l = &l;
+	b->prefix = prefix;
+	pthread_mutex_lock(&k->k_lock);
+	r = cluster_run(k, locate_keys_on, &l, err);
+	pthread_mutex_unlock(&k->k_lock);
+	/* Batch by batch, with the lock released for the callbacks. */
+	for (size_t first = 0; !r && first < l.n; first += b->n) {
+		b->first = first;
+		b->n = l.n - first < KMIP_LIST_BATCH ? l.n - first : KMIP_LIST_BATCH;
+		for (size_t i = 0; i < b->n; i++)
+			b->verdict[i] = LIST_PENDING;
+		pthread_mutex_lock(&k->k_lock);
+		r = cluster_run(k, list_batch_on, b, err);
+		pthread_mutex_unlock(&k->k_lock);
+		for (size_t i = 0; !r && i < b->n; i++) {
+			if (b->verdict[i] == LIST_NAMED)
+				r = cb(arg, l.ids[first + i], b->name[i] + plen);
+			else if (b->verdict[i] == LIST_UNNAMED)
+				r = cb(arg, l.ids[first + i], NULL);
+			else
+				continue;
+			listed++;
+		}
+	}
+	if (!r) {
+		k->host->log(VMC_KP_LOG_INFO, "key-provider \"%s\": listed %zu of %zu symmetric "
+			     "key(s) (names starting with \"%s\"; %zu destroyed, %zu gone since "
+			     "located) in %.1f ms, %zu request(s)%s", k->name, listed, l.n, prefix,
+			     b->destroyed, b->gone, now_ms() - t0, b->requests + 1,
+			     b->single ? ", one key per request" : "");
+		if (b->denied)
+			k->host->log(VMC_KP_LOG_WARNING, "key-provider \"%s\": %zu key(s) that "
+				     "Locate found could not be read (permission denied by the KMS) "
+				     "and are not listed", k->name, b->denied);
+	}
+	list_ids_free(&l);
+	free(b);
+	return r;
+}
+
 static const struct vmc_kp_ops kmip_ops = {
 	.abi_version = VMC_KP_ABI_VERSION,
 	.struct_size = sizeof(struct vmc_kp_ops),
@@ -902,6 +1301,7 @@ static const struct vmc_kp_ops kmip_ops = {
 	.create_key = kmip_create_key,
 	.get_key = kmip_get_key,
 	.test = kmip_test,
+	.list_keys = kmip_list_keys,
 };
 
 __attribute__((visibility("default"))) const struct vmc_kp_ops *vmcryptfs_keyprov_entry_v1(void);

@@ -656,8 +656,9 @@ static int read_exact(struct kmip_conn *c, uint8_t *buf, size_t len, int64_t dea
 }
 
 int kmip_conn_exchange(struct kmip_conn *c, const uint8_t *req, size_t reqlen, uint8_t **resp,
-		       size_t *resplen, void *(*alloc)(size_t), void (*release)(void *, size_t),
-		       int timeout_ms, struct kmip_io *io, char *err, size_t errlen)
+		       size_t *resplen, size_t max, void *(*alloc)(size_t),
+		       void (*release)(void *, size_t), int timeout_ms, struct kmip_io *io,
+		       char *err, size_t errlen)
 {
 	int64_t deadline = now_ms() + timeout_ms;
 	uint8_t hdr[TTLV_HDR_LEN], *buf = NULL;
@@ -684,14 +685,14 @@ int kmip_conn_exchange(struct kmip_conn *c, const uint8_t *req, size_t reqlen, u
 	r = read_exact(c, hdr, sizeof(hdr), deadline, timeout_ms, &io->got, 0, err, errlen);
 	if (r)
 		goto fail;
-	r = ttlv_msg_len(hdr, KMIP_TAG_RESPONSE_MESSAGE, TTLV_MAX_MSG, &total, why, sizeof(why));
+	r = ttlv_msg_len(hdr, KMIP_TAG_RESPONSE_MESSAGE, max, &total, why, sizeof(why));
 	if (r) {
 		ERR("not a KMIP server: its answer %s", why);
 		goto fail;
 	}
 	buf = alloc(total);
 	if (!buf) {
-		ERR("out of secure memory for a %zu-byte answer", total);
+		ERR("out of memory for a %zu-byte answer", total);
 		r = -ENOMEM;
 		goto fail;
 	}

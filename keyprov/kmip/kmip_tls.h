@@ -17,7 +17,9 @@
  * send(MSG_NOSIGNAL) through a small BIO of our own, so a peer that closed
  * the connection cannot raise SIGPIPE in the host process.
  *
- * Secrets: answers are read into memory from the host's secret allocator.
+ * Secrets: answers are read into memory from the caller's allocator (the
+ * host's secret allocator, except for Locate answers, which carry only
+ * identifiers).
  * OpenSSL decrypts records in its own buffers first; SSL_OP_CLEANSE_PLAINTEXT
  * makes it wipe them after use (they are not locked memory, though).
  */
@@ -85,15 +87,16 @@ int kmip_conn_open(struct kmip_conn *c, struct kmip_tls *t, const char *host, ui
 
 /*
  * Send one request and read its answer (one TTLV Response Message, at most
- * TTLV_MAX_MSG bytes) into a buffer from @alloc, returned in *resp (release
+ * @max bytes) into a buffer from @alloc, returned in *resp (release
  * with @release(*resp, *resplen)). Returns 0, or a negative errno as for
  * kmip_conn_open (-ECONNRESET when the server closed the connection, -EPROTO
  * for an answer that is not a KMIP message) with @io telling how far it got.
  * On error the connection is closed.
  */
 int kmip_conn_exchange(struct kmip_conn *c, const uint8_t *req, size_t reqlen, uint8_t **resp,
-		       size_t *resplen, void *(*alloc)(size_t), void (*release)(void *, size_t),
-		       int timeout_ms, struct kmip_io *io, char *err, size_t errlen);
+		       size_t *resplen, size_t max, void *(*alloc)(size_t),
+		       void (*release)(void *, size_t), int timeout_ms, struct kmip_io *io,
+		       char *err, size_t errlen);
 
 /* False when an idle open connection was closed by the peer (or has unasked
  * data waiting): it must be reopened before use. */

@@ -244,10 +244,16 @@ static int check_value(const struct ttlv *it, unsigned int depth, char *why, siz
 
 int ttlv_parse(const uint8_t *buf, size_t len, struct ttlv *top, char *why, size_t whylen)
 {
+	return ttlv_parse_max(buf, len, TTLV_MAX_MSG, top, why, whylen);
+}
+
+int ttlv_parse_max(const uint8_t *buf, size_t len, size_t max, struct ttlv *top, char *why,
+		   size_t whylen)
+{
 	int r;
 
-	if (len > TTLV_MAX_MSG) {
-		WHY("message of %zu bytes exceeds the limit of %u", len, TTLV_MAX_MSG);
+	if (len > max) {
+		WHY("message of %zu bytes exceeds the limit of %zu", len, max);
 		return -EPROTO;
 	}
 	r = item_at(buf, len, top, why, whylen);

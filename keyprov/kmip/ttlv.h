@@ -44,8 +44,9 @@ enum ttlv_type {
 #define TTLV_HDR_LEN 8u
 /* Deepest nesting accepted (a Get response uses 7 levels). */
 #define TTLV_MAX_DEPTH 16u
-/* Largest message accepted, header included. Our answers are a few hundred
- * bytes; a Locate or Discover Versions answer stays far below this. */
+/* Largest message accepted by default, header included. Our answers are a
+ * few hundred bytes, a batch of Get Attributes a few KiB; only a Locate that
+ * lists every key needs more (kmip_resp_max() in kmip_msg.h). */
 #define TTLV_MAX_MSG (64u * 1024u)
 
 /* --- Encoder ------------------------------------------------------------- */
@@ -87,6 +88,9 @@ struct ttlv {
  * or -EPROTO with the reason in @why.
  */
 int ttlv_parse(const uint8_t *buf, size_t len, struct ttlv *top, char *why, size_t whylen);
+/* The same with a size limit of @max bytes instead of TTLV_MAX_MSG. */
+int ttlv_parse_max(const uint8_t *buf, size_t len, size_t max, struct ttlv *top, char *why,
+		   size_t whylen);
 
 /*
  * Length of the message whose 8-byte header is @hdr, header included, for a

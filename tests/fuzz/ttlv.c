@@ -4,8 +4,9 @@
  * provider (keyprov/kmip/ttlv.c, kmip_msg.c), fed what a KMS or anything
  * posing as one could send. Every input is read as the 8-byte header a
  * client sees first, then as a whole message, then as the answer to each
- * operation the provider sends, with every payload getter applied. The seed
- * corpus holds the answers captured from pykmip-server.
+ * operation the provider sends, with every payload getter applied, and as
+ * the answer to batches of Get Attributes (list_keys). The seed corpus holds
+ * the answers captured from pykmip-server.
  */
 #include "../../keyprov/kmip/kmip_msg.h"
 #include "../../keyprov/kmip/ttlv.h"
@@ -18,6 +19,29 @@ static const uint32_t ops[] = {
 	KMIP_OP_CREATE, KMIP_OP_LOCATE, KMIP_OP_GET, KMIP_OP_GET_ATTRIBUTES,
 	KMIP_OP_ACTIVATE, KMIP_OP_DISCOVER_VERSIONS,
 };
+
+static int count_uid(void *arg, const char *uid)
+{
+	if (!uid[0] || strlen(uid) > KMIP_UID_MAX)
+		__builtin_trap();
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+/* The getters list_keys applies to one answered key. */
+static void names(const struct kmip_resp *r)
+{
+	char why[160], name[KMIP_NAME_MAX + 1], uid[KMIP_UID_MAX + 1];
+	uint32_t state;
+	size_t n;
+
+	if (!kmip_payload_name(r, "vmcryptfs-", name, &n, why, sizeof(why)) &&
+	    (strncmp(name, "vmcryptfs-", 10) || strlen(name) > KMIP_NAME_MAX))
+		__builtin_trap();
+	kmip_payload_name(r, "", name, NULL, why, sizeof(why));
+	kmip_payload_state(r, &state, why, sizeof(why));
+	kmip_payload_uid(r, uid, why, sizeof(why));
+}
 
 /* Walk every item of a checked tree: the iteration must stay inside it. */
 static size_t walk(const struct ttlv *parent, unsigned int depth)
@@ -64,6 +88,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			__builtin_trap();
 		kmip_payload_state(&r, &state, why, sizeof(why));
 		kmip_payload_versions(&r, v, 8);
+		len = 0;
+		if (!kmip_payload_uid_each(&r, count_uid, &len, why, sizeof(why)) &&
+		    len != kmip_payload_uid_count(&r))
+			__builtin_trap();
+		names(&r);
+	}
+	for (size_t n = 1; n <= KMIP_LIST_BATCH; n += 15) {
+		struct kmip_resp items[KMIP_LIST_BATCH];
+		bool seen[KMIP_LIST_BATCH] = { false };
+		size_t count;
+
+		if (kmip_resp_parse_batch(data, size, KMIP_OP_GET_ATTRIBUTES, n, items, &count, why,
+					  sizeof(why)))
+			continue;
+		if (!count || count > n)
+			__builtin_trap();
+		for (size_t i = 0; i < count; i++) {
+			if (items[i].has_batch_id) {
+				if (items[i].batch_id >= n || seen[items[i].batch_id])
+					__builtin_trap();
+				seen[items[i].batch_id] = true;
+			}
+			names(&items[i]);
+		}
 	}
 	return 0;
 }

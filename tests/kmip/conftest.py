@@ -5,8 +5,8 @@
     cluster  two pykmip-servers on loopback sharing one database (per test
              module); before each test, a server a previous test stopped is
              started again; both are stopped at the end, also on failure
-    env      per test: a work directory and a Cleanup for tools and
-             misbehaving servers, all stopped at the end
+    env      per test: a work directory and a Cleanup for tools,
+             misbehaving servers and scripted ones, all stopped at the end
 
 VMC_BUILD_DIR selects the build directory; VMC_KMIP_TOOL the driver.
 """
@@ -33,8 +33,11 @@ class Env:
     def tool_text(self, text, name="tool", provider="kms"):
         return self.cleanup.add(kmipenv.Tool(self.path, text, provider=provider, name=name))
 
-    def bad(self, mode, target=None):
-        return self.cleanup.add(kmipenv.BadServer(mode, self.certs, target))
+    def bad(self, mode, target=None, **kw):
+        return self.cleanup.add(kmipenv.BadServer(mode, self.certs, target, **kw))
+
+    def fake(self, keys, **kw):
+        return self.cleanup.add(kmipenv.FakeKms(self.certs, keys, **kw))
 
     def client(self, server=None):
         return kmipenv.Client(server or self.cluster[0], self.certs, self.path)

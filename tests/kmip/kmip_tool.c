@@ -13,6 +13,8 @@
  *     create LABEL   ok id=ID fp=SHA256(KEK) ms=T
  *     get ID         ok fp=SHA256(KEK) ms=T
  *     test           report: LINE (one per server), then ok ms=T
+ *     list [PREFIX]  key: ID<TAB>LABEL (one per key; no TAB when it has no
+ *                    label), then ok n=N ms=T
  *     sleep SECONDS
  * A failure is "err ENAME ERRNO ms=T msg=MESSAGE". Key bytes are never
  * printed, only their SHA-256. The plugin logs to stderr (-v: debug level).
@@ -25,6 +27,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +78,8 @@ static const char *errno_name(int e)
 	case EBADMSG: return "EBADMSG";
 	case ENOMEM: return "ENOMEM";
 	case EIO: return "EIO";
+	case E2BIG: return "E2BIG";
+	case EOPNOTSUPP: return "EOPNOTSUPP";
 	default: return "EOTHER";
 	}
 }
@@ -103,6 +108,16 @@ static void report_line(void *arg, const char *line)
 	(void)arg;
 	printf("report: %s\n", line);
 	fflush(stdout);
+}
+
+static int list_line(void *arg, const char *id, const char *label)
+{
+	(*(long *)arg)++;
+	if (label)
+		printf("key: %s\t%s\n", id, label);
+	else
+		printf("key: %s\n", id);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -184,6 +199,16 @@ int main(int argc, char **argv)
 		} else if (!strcmp(line, "test")) {
 			r = ops->test ? ops->test(inst, report_line, NULL, err) : -ENOSYS;
 			result(r, t0, "test", err);
+		} else if (!strcmp(line, "list")) {
+			size_t need = offsetof(struct vmc_kp_ops, list_keys) + sizeof(void *);
+			long n = 0;
+
+			if (ops->struct_size < need || !ops->list_keys)
+				r = -EOPNOTSUPP;
+			else
+				r = ops->list_keys(inst, arg ? arg : "", list_line, &n, err);
+			snprintf(out, sizeof(out), "n=%ld", n);
+			result(r, t0, out, err);
 		} else if (!strcmp(line, "sleep") && arg) {
 			usleep((useconds_t)(atof(arg) * 1e6));
 			result(0, t0, "slept", err);

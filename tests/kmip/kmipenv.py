@@ -1,8 +1,11 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Helpers of the kmip key-provider tests: a throwaway PKI made with the
 openssl command, pykmip-server processes on loopback ports, an independent
-KMIP client (PyKMIP's ProxyKmipClient), misbehaving servers, and a driver
-for tests/kmip/kmip_tool (one provider instance, commands on stdin).
+KMIP client (PyKMIP's ProxyKmipClient), misbehaving servers, a scripted KMS
+that answers Locate and Get Attributes from a table (for what pykmip-server
+never answers: Destroyed keys, repeated ids, refused batches, huge
+listings), and a driver for tests/kmip/kmip_tool (one provider instance,
+commands on stdin).
 
 Server processes are started in their own session and stopped by their
 process-group id (our child's pid): SIGTERM, then SIGKILL after two seconds
@@ -18,6 +21,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -327,6 +331,22 @@ class Client:
     def destroy(self, uid):
         self.client.destroy(uid)
 
+    def objects(self):
+        """Every symmetric key this identity sees, from PyKMIP's own Locate and
+        Get Attributes: {uid: ([names], state name)}."""
+        from kmip.core.factories.attributes import AttributeFactory
+        attr = AttributeFactory().create_attribute(
+            self.enums.AttributeType.OBJECT_TYPE, self.enums.ObjectType.SYMMETRIC_KEY)
+        out = {}
+        for uid in self.client.locate(attributes=[attr]):
+            _, attrs = self.client.get_attributes(uid, ["Name", "State"])
+            names = [a.attribute_value.name_value.value for a in attrs
+                     if a.attribute_name.value == "Name"]
+            state = [a.attribute_value.value.name for a in attrs
+                     if a.attribute_name.value == "State"]
+            out[uid] = (names, state[0])
+        return out
+
 
 # --- Misbehaving servers ------------------------------------------------------------------
 
@@ -346,12 +366,17 @@ class BadServer:
                  a request (TLS application data) more than 0.5 s after the
                  previous one (a connection the KMS dropped while it was idle,
                  seen only once the next request is on its way)
+    proxy-die    forwards @die_after requests to @target, then dies at the next
+                 one: closes every connection and stops listening (a server
+                 that goes down halfway through a series of requests)
     """
 
-    def __init__(self, mode, certs, target=None):
+    def __init__(self, mode, certs, target=None, die_after=None):
         self.mode = mode
         self.certs = certs
         self.target = target
+        self.die_after = die_after
+        self.forwarded = 0
         self.stop_ev = threading.Event()
         self.conns = []
         self.lock = threading.Lock()
@@ -492,6 +517,11 @@ class BadServer:
                                 if (self.mode == "proxy-drop" and last_app is not None
                                         and now - last_app > 0.5):
                                     return      # closed "while idle"
+                                if (self.mode == "proxy-die"
+                                        and self.forwarded >= self.die_after):
+                                    self.sock.close()   # refuse from now on
+                                    return
+                                self.forwarded += 1
                                 last_app = now
                             up.sendall(rec)
                     else:
@@ -518,6 +548,173 @@ class BadServer:
                     pass
         if self.thread:
             self.thread.join(timeout=5)
+
+
+# --- A scripted KMS ---------------------------------------------------------------------------
+
+def ttlv(tag, typ, val):
+    """One TTLV item (KMIP 1.1 section 9.1): tag, type, length, padded value."""
+    return struct.pack(">II", tag << 8 | typ, len(val)) + val + bytes(-len(val) % 8)
+
+
+def t_struct(tag, *children):
+    return ttlv(tag, 0x01, b"".join(children))
+
+
+def t_int(tag, v):
+    return ttlv(tag, 0x02, struct.pack(">i", v))
+
+
+def t_enum(tag, v):
+    return ttlv(tag, 0x05, struct.pack(">I", v))
+
+
+def t_text(tag, s):
+    return ttlv(tag, 0x07, s.encode())
+
+
+def t_bytes(tag, b):
+    return ttlv(tag, 0x08, b)
+
+
+def t_parse(b):
+    """[(tag, type, value)]: structures as lists, Integer and Enumeration as
+    int, Text String as str, the rest as bytes."""
+    out, off = [], 0
+    while off < len(b):
+        tt, n = struct.unpack_from(">II", b, off)
+        tag, typ, val = tt >> 8, tt & 0xff, b[off + 8:off + 8 + n]
+        if typ == 0x01:
+            val = t_parse(val)
+        elif typ in (0x02, 0x05):
+            val = struct.unpack(">i" if typ == 0x02 else ">I", val)[0]
+        elif typ == 0x07:
+            val = val.decode()
+        out.append((tag, typ, val))
+        off += 8 + n + (-n % 8)
+    return out
+
+
+def t_find(items, tag):
+    return [v for t, _, v in items if t == tag]
+
+
+class FakeKms(BadServer):
+    """A TLS server that answers Locate and Get Attributes (batched or not)
+    from a table, the way a KMS that keeps destroyed keys would:
+
+    keys      {uid: (names, state)}, state a KMIP State number (2 Active,
+              5 Destroyed ...), or {uid: "denied"} for Permission Denied;
+              Get Attributes of an id not in it is Item Not Found
+    locate    the ids Locate answers, in order (default: the table's)
+    locate_reason  answer Locate with this Result Reason instead (0x02
+              Response Too Large)
+    refuse_batches  answer a message of several Batch Items with one
+              message-level Invalid Message, as PyKMIP does without batch ids
+    bad_batch_id   answer batch items with an id that was not sent
+
+    It records the requests: self.requests [(operation, payload)] per batch
+    item, self.batches [Batch Count], self.max_items [Maximum Items].
+    """
+
+    def __init__(self, certs, keys, locate=None, locate_reason=None, refuse_batches=False,
+                 bad_batch_id=False):
+        self.keys = keys
+        self.locate = list(keys) if locate is None else locate
+        self.locate_reason = locate_reason
+        self.refuse_batches = refuse_batches
+        self.bad_batch_id = bad_batch_id
+        self.requests, self.batches, self.max_items = [], [], []
+        super().__init__("fake", certs)
+
+    def __repr__(self):
+        return f"<FakeKms port {self.port}>"
+
+    @staticmethod
+    def _message(items):
+        hdr = t_struct(0x42007A, t_struct(0x420069, t_int(0x42006A, 1), t_int(0x42006B, 1)),
+                       ttlv(0x420092, 0x09, struct.pack(">Q", int(time.time()))),
+                       t_int(0x42000D, len(items)))
+        return t_struct(0x42007B, hdr, *items)
+
+    @staticmethod
+    def _failed(reason, text, op=None, batch_id=None):
+        parts = [t_enum(0x42005C, op)] if op is not None else []
+        if batch_id is not None:
+            parts.append(t_bytes(0x420093, batch_id))
+        parts += [t_enum(0x42007F, 1), t_enum(0x42007E, reason), t_text(0x42007D, text)]
+        return t_struct(0x42000F, *parts)
+
+    def _answer(self, op, payload, batch_id):
+        ok = [t_enum(0x42005C, op)]
+        if batch_id is not None:
+            ok.append(t_bytes(0x420093, b"\0\0\0\x63" if self.bad_batch_id else batch_id))
+        ok.append(t_enum(0x42007F, 0))
+        if op == 0x08:
+            self.max_items += t_find(payload, 0x42004F)
+            if self.locate_reason is not None:
+                return self._failed(self.locate_reason, "scripted failure", op, batch_id)
+            return t_struct(0x42000F, *ok, t_struct(0x42007C, *[t_text(0x420094, u)
+                                                              for u in self.locate]))
+        uid = t_find(payload, 0x420094)[0]
+        key = self.keys.get(uid)
+        if key is None:
+            return self._failed(0x01, f"Could not locate object: {uid}", op, batch_id)
+        if key == "denied":
+            return self._failed(0x0C, "Access denied", op, batch_id)
+        names, state = key
+        attrs = [t_struct(0x420008, t_text(0x42000A, "Name"), t_int(0x420009, i),
+                          t_struct(0x42000B, t_text(0x420055, n), t_enum(0x420054, 1)))
+                 for i, n in enumerate(names)]
+        attrs.append(t_struct(0x420008, t_text(0x42000A, "State"), t_enum(0x42000B, state)))
+        return t_struct(0x42000F, *ok, t_struct(0x42007C, t_text(0x420094, uid), *attrs))
+
+    def _respond(self, request):
+        msg = t_parse(request)[0][2]
+        items = t_find(msg, 0x42000F)
+        self.batches.append(len(items))
+        if self.refuse_batches and len(items) > 1:
+            return self._message([self._failed(0x04, "Batch items are not supported.")])
+        out = []
+        for item in items:
+            op = t_find(item, 0x42005C)[0]
+            payload = t_find(item, 0x420079)[0]
+            bid = t_find(item, 0x420093)
+            self.requests.append((op, payload))
+            out.append(self._answer(op, payload, bid[0] if bid else None))
+        return self._message(out)
+
+    def _conn(self, c):
+        t = None
+        try:
+            t = self._tls(c)
+            while True:
+                hdr = self._recv(t, 8)
+                if hdr is None:
+                    return
+                body = self._recv(t, int.from_bytes(hdr[4:8], "big"))
+                if body is None:
+                    return
+                t.sendall(self._respond(hdr + body))
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            for s in (t, c):
+                try:
+                    if s is not None:
+                        s.close()
+                except OSError:
+                    pass
+
+    @staticmethod
+    def _recv(t, n):
+        b = b""
+        while len(b) < n:
+            d = t.recv(min(n - len(b), 65536))
+            if not d:
+                return None
+            b += d
+        return b
 
 
 # --- The plugin driver -----------------------------------------------------------------------
@@ -547,9 +744,10 @@ def config_text(servers, certs, provider="kms", cert="client", ca="ca", key=None
 
 
 class Result:
-    def __init__(self, line, reports):
+    def __init__(self, line, reports, keys=()):
         self.line = line
         self.reports = reports
+        self.keys = list(keys)      # list: [(id, label or None)]
         m = re.match(r"(ok|err)(?: (E\w+) (\d+))? (.*?)\s*ms=([\d.]+)(?: msg=(.*))?$", line)
         assert m, f"unexpected tool output: {line!r}"
         self.ok = m.group(1) == "ok"
@@ -606,13 +804,17 @@ class Tool:
         return line
 
     def _result(self, timeout):
-        reports = []
+        reports, keys = [], []
         while True:
             line = self._line(timeout)
             if line.startswith("report: "):
                 reports.append(line[8:])
                 continue
-            return Result(line, reports)
+            if line.startswith("key: "):
+                uid, tab, label = line[5:].partition("\t")
+                keys.append((uid, label if tab else None))
+                continue
+            return Result(line, reports, keys)
 
     def cmd(self, line, timeout=60):
         assert self.proc.poll() is None, self.log()
@@ -628,6 +830,9 @@ class Tool:
 
     def test(self, **kw):
         return self.cmd("test", **kw)
+
+    def list(self, prefix="", **kw):
+        return self.cmd(f"list {prefix}".rstrip(), **kw)
 
     def log(self):
         self.err.flush()

@@ -8,7 +8,10 @@
  * PyKMIP's own encoder reproduces); every captured answer is decoded. Then
  * hostile input: every truncation, lengths beyond the parent, deep nesting,
  * oversize messages, unknown tags and types, wrong fixed lengths, and Get
- * answers that are well formed but must not be used as a KEK.
+ * answers that are well formed but must not be used as a KEK. Then what
+ * list_keys sends and reads: the Locate of every key, batched Get Attributes
+ * (captured, then altered: repeated or unknown batch ids, wrong counts,
+ * truncations), names and states, and a Locate answer of 100,001 keys.
  *
  * Usage: test_kmip_msg VECTOR_DIR
  */
@@ -763,6 +766,360 @@ static void test_other_answers(void)
 	}
 }
 
+/* --- Listing keys: Locate of every key, batched Get Attributes ---------------- */
+
+/* Offset of the @n-th (from 0) item header with @tag in @buf. */
+static size_t find_tag_n(const uint8_t *buf, size_t len, uint32_t tag, unsigned int n)
+{
+	for (size_t off = 0; off + 8 <= len; off += 8)
+		if (((uint32_t)buf[off] << 16 | (uint32_t)buf[off + 1] << 8 | buf[off + 2]) ==
+			    tag && !n--)
+			return off;
+	REQUIRE_(!"tag present");
+	return 0;
+}
+
+static void test_list_requests(void)
+{
+	uint8_t want[1024], got[KMIP_BATCH_REQ_MAX];
+	const char *uids[KMIP_LIST_BATCH + 1];
+	char longest[KMIP_UID_MAX + 1];
+	size_t wlen, glen;
+	struct ttlv top;
+	char why[128];
+
+	wlen = vec("16-locate-keys.req", want, sizeof(want));
+	OK_(kmip_req_locate_keys(got, KMIP_REQ_MAX, &glen, (int32_t)KMIP_LIST_MAX + 1));
+	EQ_(glen, 168);
+	EQ_(glen, wlen);
+	MEMEQ_(got, want, wlen);
+	FAIL_(kmip_req_locate_keys(got, KMIP_REQ_MAX, &glen, 0), EINVAL);
+
+	wlen = vec("17-get-names.req", want, sizeof(want));
+	uids[0] = "1";
+	OK_(kmip_req_get_names(got, sizeof(got), &glen, uids, 1));
+	EQ_(glen, 152);
+	EQ_(glen, wlen);
+	MEMEQ_(got, want, wlen);
+
+	wlen = vec("18-get-names-batch.req", want, sizeof(want));
+	uids[0] = "2";
+	uids[1] = "999";
+	uids[2] = "4";
+	OK_(kmip_req_get_names(got, sizeof(got), &glen, uids, 3));
+	EQ_(glen, 376);
+	EQ_(glen, wlen);
+	MEMEQ_(got, want, wlen);
+
+	/* A full batch of the longest identifiers fits the batch buffer. */
+	memset(longest, 'u', KMIP_UID_MAX);
+	longest[KMIP_UID_MAX] = '\0';
+	for (size_t i = 0; i <= KMIP_LIST_BATCH; i++)
+		uids[i] = longest;
+	OK_(kmip_req_get_names(got, sizeof(got), &glen, uids, KMIP_LIST_BATCH));
+	TRUE_(glen <= KMIP_BATCH_REQ_MAX);
+	OK_(ttlv_parse(got, glen, &top, why, sizeof(why)));
+	EQ_(ttlv_count(&top, KMIP_TAG_BATCH_ITEM), KMIP_LIST_BATCH);
+	FAIL_(kmip_req_get_names(got, glen - 8, &glen, uids, KMIP_LIST_BATCH), ENOBUFS);
+	/* Batches we never send, and identifiers we refuse to send. */
+	FAIL_(kmip_req_get_names(got, sizeof(got), &glen, uids, 0), EINVAL);
+	FAIL_(kmip_req_get_names(got, sizeof(got), &glen, uids, KMIP_LIST_BATCH + 1), EINVAL);
+	uids[1] = "a\tb";
+	FAIL_(kmip_req_get_names(got, sizeof(got), &glen, uids, 2), EINVAL);
+	uids[1] = "";
+	FAIL_(kmip_req_get_names(got, sizeof(got), &glen, uids, 2), EINVAL);
+}
+
+struct seen_uids {
+	char uid[8][KMIP_UID_MAX + 1];
+	size_t n, stop_at;
+};
+
+static int seen_uid(void *arg, const char *uid)
+{
+	struct seen_uids *s = arg;
+
+	if (s->n < 8)
+		snprintf(s->uid[s->n], sizeof(s->uid[0]), "%s", uid);
+	return ++s->n == s->stop_at ? 7 : 0;
+}
+
+static void test_list_answers(void)
+{
+	uint8_t buf[1024], copy[1024];
+	struct kmip_resp r, items[KMIP_LIST_BATCH];
+	char why[160], name[KMIP_NAME_MAX + 1], uid[KMIP_UID_MAX + 1];
+	struct seen_uids s = { 0 };
+	uint32_t state = 0;
+	size_t len, count, names, off;
+
+	/* 16: every key the client may see, newest first. */
+	len = vec("16-locate-keys.resp", buf, sizeof(buf));
+	OK_(kmip_resp_parse(buf, len, KMIP_OP_LOCATE, &r, why, sizeof(why)));
+	EQ_(kmip_payload_uid_count(&r), 4);
+	OK_(kmip_payload_uid_each(&r, seen_uid, &s, why, sizeof(why)));
+	EQ_(s.n, 4);
+	STREQ_(s.uid[0], "2");
+	STREQ_(s.uid[3], "1");
+	s = (struct seen_uids){ .stop_at = 2 };
+	EQ_(kmip_payload_uid_each(&r, seen_uid, &s, why, sizeof(why)), 7); /* stops */
+	EQ_(s.n, 2);
+
+	/* 17: one key, one name. */
+	len = vec("17-get-names.resp", buf, sizeof(buf));
+	OK_(kmip_resp_parse(buf, len, KMIP_OP_GET_ATTRIBUTES, &r, why, sizeof(why)));
+	OK_(kmip_payload_uid(&r, uid, why, sizeof(why)));
+	STREQ_(uid, "1");
+	OK_(kmip_payload_state(&r, &state, why, sizeof(why)));
+	EQ_(state, KMIP_STATE_ACTIVE);
+	OK_(kmip_payload_name(&r, "vmcryptfs-", name, &names, why, sizeof(why)));
+	STREQ_(name, "vmcryptfs-vm-0123456789abcdef0123456789abcdef");
+	OK_(kmip_payload_name(&r, "", name, NULL, why, sizeof(why)));
+	STREQ_(name, "vmcryptfs-vm-0123456789abcdef0123456789abcdef");
+	FAIL_(kmip_payload_name(&r, "vmcryptfs-ds-", name, &names, why, sizeof(why)), ENOENT);
+	EQ_(names, 1);
+	CONTAINS_(why, "no name starts with \"vmcryptfs-ds-\"");
+	/* The same answer through the batch parser, as a batch of one. */
+	OK_(kmip_resp_parse_batch(buf, len, KMIP_OP_GET_ATTRIBUTES, 1, items, &count, why,
+				  sizeof(why)));
+	EQ_(count, 1);
+	TRUE_(!items[0].has_batch_id);
+
+	/* 18: a batch of three, one of them unknown to the server. */
+	len = vec("18-get-names-batch.resp", buf, sizeof(buf));
+	OK_(kmip_resp_parse_batch(buf, len, KMIP_OP_GET_ATTRIBUTES, 3, items, &count, why,
+				  sizeof(why)));
+	EQ_(count, 3);
+	for (size_t i = 0; i < 3; i++) {
+		TRUE_(items[i].has_batch_id && items[i].has_op);
+		EQ_(items[i].batch_id, i);
+	}
+	EQ_(items[0].status, KMIP_STATUS_SUCCESS);
+	OK_(kmip_payload_name(&items[0], "vmcryptfs-", name, NULL, why, sizeof(why)));
+	STREQ_(name, "vmcryptfs-ds-fedcba9876543210fedcba9876543210-2");
+	OK_(kmip_payload_state(&items[0], &state, why, sizeof(why)));
+	EQ_(state, KMIP_STATE_PRE_ACTIVE);
+	EQ_(items[1].status, KMIP_STATUS_FAILED);
+	EQ_(items[1].reason, KMIP_REASON_ITEM_NOT_FOUND);
+	STREQ_(items[1].text, "Could not locate object: 999");
+	OK_(kmip_payload_uid(&items[2], uid, why, sizeof(why)));
+	STREQ_(uid, "4");
+	FAIL_(kmip_payload_name(&items[2], "", name, &names, why, sizeof(why)), ENOENT);
+	EQ_(names, 0);
+	CONTAINS_(why, "has no name");
+	/* Not an answer to one request, nor to a batch of two. */
+	FAIL_(kmip_resp_parse(buf, len, KMIP_OP_GET_ATTRIBUTES, &r, why, sizeof(why)), EPROTO);
+	CONTAINS_(why, "3 batch items");
+	FAIL_(kmip_resp_parse_batch(buf, len, KMIP_OP_GET_ATTRIBUTES, 2, items, &count, why,
+				    sizeof(why)), EPROTO);
+	FAIL_(kmip_resp_parse_batch(buf, len, KMIP_OP_LOCATE, 3, items, &count, why,
+				    sizeof(why)), EPROTO);
+	FAIL_(kmip_resp_parse_batch(buf, len, KMIP_OP_GET_ATTRIBUTES, KMIP_LIST_BATCH + 1, items,
+				    &count, why, sizeof(why)), EPROTO);
+	/* A batch id answered twice, one never sent, one of the wrong size. */
+	off = find_tag_n(buf, len, KMIP_TAG_UNIQUE_BATCH_ITEM_ID, 1);
+	memcpy(copy, buf, len);
+	copy[off + 11] = 0;
+	FAIL_(kmip_resp_parse_batch(copy, len, KMIP_OP_GET_ATTRIBUTES, 3, items, &count, why,
+				    sizeof(why)), EPROTO);
+	CONTAINS_(why, "answered twice");
+	copy[off + 11] = 9;
+	FAIL_(kmip_resp_parse_batch(copy, len, KMIP_OP_GET_ATTRIBUTES, 3, items, &count, why,
+				    sizeof(why)), EPROTO);
+	CONTAINS_(why, "was not sent");
+	memcpy(copy, buf, len);
+	put32(copy + off + 4, 3);
+	FAIL_(kmip_resp_parse_batch(copy, len, KMIP_OP_GET_ATTRIBUTES, 3, items, &count, why,
+				    sizeof(why)), EPROTO);
+	CONTAINS_(why, "did not send");
+	/* Batch Count that disagrees with the items. */
+	memcpy(copy, buf, len);
+	off = find_tag(copy, len, KMIP_TAG_BATCH_COUNT);
+	put32(copy + off + 8, 2);
+	FAIL_(kmip_resp_parse_batch(copy, len, KMIP_OP_GET_ATTRIBUTES, 3, items, &count, why,
+				    sizeof(why)), EPROTO);
+	CONTAINS_(why, "Batch Count 2");
+	/* Every truncation of the batch answer is refused (an exact-size copy, so
+	 * that a read past it is caught by valgrind / ASan). */
+	{
+		int bad = 0;
+
+		for (size_t n = 0; n < len; n++) {
+			uint8_t *t = malloc(n ? n : 1);
+
+			REQUIRE_(t);
+			memcpy(t, buf, n);
+			bad += kmip_resp_parse_batch(t, n, KMIP_OP_GET_ATTRIBUTES, 3, items, &count,
+						     why, sizeof(why)) != -EPROTO;
+			free(t);
+		}
+		EQ_(bad, 0);
+	}
+
+	/* 19: PyKMIP refuses a batch without ids as a whole. */
+	len = vec("19-batch-without-ids.resp", buf, sizeof(buf));
+	OK_(kmip_resp_parse_batch(buf, len, KMIP_OP_GET_ATTRIBUTES, 2, items, &count, why,
+				  sizeof(why)));
+	EQ_(count, 1);
+	TRUE_(!items[0].has_batch_id && !items[0].has_op && !items[0].has_payload);
+	EQ_(items[0].status, KMIP_STATUS_FAILED);
+	EQ_(items[0].reason, KMIP_REASON_INVALID_MESSAGE);
+	STREQ_(items[0].text, "Batch item ID is undefined.");
+}
+
+/* Get Attributes payloads for kmip_payload_name: a name list and a state. */
+static const char *names_in[4];
+static uint32_t names_value_type = TTLV_STRUCT;
+
+static void names_payload(struct ttlv_enc *e)
+{
+	ttlv_put_text(e, KMIP_TAG_UNIQUE_IDENTIFIER, "9", 1);
+	for (size_t i = 0; i < 4 && names_in[i]; i++) {
+		ttlv_begin(e, KMIP_TAG_ATTRIBUTE);
+		ttlv_put_text(e, KMIP_TAG_ATTRIBUTE_NAME, "Name", 4);
+		ttlv_put_int(e, 0x420009, (int32_t)i); /* Attribute Index */
+		if (names_value_type == TTLV_STRUCT) {
+			ttlv_begin(e, KMIP_TAG_ATTRIBUTE_VALUE);
+			ttlv_put_text(e, KMIP_TAG_NAME_VALUE, names_in[i], strlen(names_in[i]));
+			ttlv_put_enum(e, KMIP_TAG_NAME_TYPE, 1);
+			ttlv_end(e);
+		} else {
+			ttlv_put_text(e, KMIP_TAG_ATTRIBUTE_VALUE, names_in[i],
+				      strlen(names_in[i]));
+		}
+		ttlv_end(e);
+	}
+	ttlv_begin(e, KMIP_TAG_ATTRIBUTE);
+	ttlv_put_text(e, KMIP_TAG_ATTRIBUTE_NAME, "State", 5);
+	ttlv_put_enum(e, KMIP_TAG_ATTRIBUTE_VALUE, KMIP_STATE_DESTROYED);
+	ttlv_end(e);
+}
+
+static void uid_int_payload(struct ttlv_enc *e)
+{
+	ttlv_put_text(e, KMIP_TAG_UNIQUE_IDENTIFIER, "1", 1);
+	ttlv_put_int(e, KMIP_TAG_UNIQUE_IDENTIFIER, 2);
+}
+
+static int payload_name(const char *n0, const char *n1, const char *prefix, char *name,
+			size_t *names, char *why, size_t whylen)
+{
+	uint8_t buf[2048];
+	struct kmip_resp r;
+	size_t len;
+
+	names_in[0] = n0;
+	names_in[1] = n1;
+	len = build_simple(KMIP_OP_GET_ATTRIBUTES, buf, sizeof(buf), names_payload, NULL);
+	REQUIRE_(kmip_resp_parse(buf, len, KMIP_OP_GET_ATTRIBUTES, &r, why, whylen) == 0);
+	return kmip_payload_name(&r, prefix, name, names, why, whylen);
+}
+
+static void test_list_built_answers(void)
+{
+	char why[160], name[KMIP_NAME_MAX + 1], big_name[KMIP_NAME_MAX + 2];
+	struct seen_uids s = { 0 };
+	struct kmip_resp r;
+	struct ttlv top;
+	uint8_t buf[1024], *big;
+	uint32_t state = 0;
+	size_t len, names, cap, n;
+	struct ttlv_enc e;
+
+	/* The first name with the prefix wins; names that are not labels never match. */
+	OK_(payload_name("backup", "vmcryptfs-vm-1", "vmcryptfs-", name, &names, why, sizeof(why)));
+	STREQ_(name, "vmcryptfs-vm-1");
+	EQ_(names, 2);
+	OK_(payload_name("vmcryptfs-a", "vmcryptfs-b", "vmcryptfs-", name, NULL, why, sizeof(why)));
+	STREQ_(name, "vmcryptfs-a");
+	FAIL_(payload_name("vmcryptfs-\n1", "vmcryptfs", "vmcryptfs-", name, &names, why,
+			   sizeof(why)), ENOENT);
+	EQ_(names, 2);
+	memset(big_name, 'v', KMIP_NAME_MAX + 1);
+	big_name[KMIP_NAME_MAX + 1] = '\0';
+	FAIL_(payload_name(big_name, NULL, "", name, &names, why, sizeof(why)), ENOENT);
+	big_name[KMIP_NAME_MAX] = '\0';
+	OK_(payload_name(big_name, NULL, "vv", name, &names, why, sizeof(why)));
+	EQ_(strlen(name), KMIP_NAME_MAX);
+	names_value_type = TTLV_TEXT; /* a Name that is not a structure */
+	FAIL_(payload_name("vmcryptfs-x", NULL, "", name, &names, why, sizeof(why)), EPROTO);
+	CONTAINS_(why, "Name attribute value");
+	names_value_type = TTLV_STRUCT;
+	/* State Destroyed comes through as it is; listing leaves such keys out. */
+	names_in[0] = NULL;
+	len = build_simple(KMIP_OP_GET_ATTRIBUTES, buf, sizeof(buf), names_payload, NULL);
+	OK_(kmip_resp_parse(buf, len, KMIP_OP_GET_ATTRIBUTES, &r, why, sizeof(why)));
+	OK_(kmip_payload_state(&r, &state, why, sizeof(why)));
+	EQ_(state, KMIP_STATE_DESTROYED);
+	FAIL_(kmip_payload_name(&r, "", name, &names, why, sizeof(why)), ENOENT);
+	/* A failure answer has no names. */
+	len = build_simple(KMIP_OP_GET_ATTRIBUTES, buf, sizeof(buf), NULL, "gone");
+	OK_(kmip_resp_parse(buf, len, KMIP_OP_GET_ATTRIBUTES, &r, why, sizeof(why)));
+	FAIL_(kmip_payload_name(&r, "", name, &names, why, sizeof(why)), EPROTO);
+
+	/* A Locate answer with an identifier that is not text, or not printable. */
+	len = build_simple(KMIP_OP_LOCATE, buf, sizeof(buf), uid_int_payload, NULL);
+	OK_(kmip_resp_parse(buf, len, KMIP_OP_LOCATE, &r, why, sizeof(why)));
+	FAIL_(kmip_payload_uid_each(&r, seen_uid, &s, why, sizeof(why)), EPROTO);
+	EQ_(s.n, 1);
+	len = build_simple(KMIP_OP_LOCATE, buf, sizeof(buf), uid_payload_ctl, NULL);
+	OK_(kmip_resp_parse(buf, len, KMIP_OP_LOCATE, &r, why, sizeof(why)));
+	FAIL_(kmip_payload_uid_each(&r, seen_uid, &s, why, sizeof(why)), EPROTO);
+	len = build_simple(KMIP_OP_LOCATE, buf, sizeof(buf), NULL, NULL);
+	OK_(kmip_resp_parse(buf, len, KMIP_OP_LOCATE, &r, why, sizeof(why)));
+	s = (struct seen_uids){ 0 };
+	OK_(kmip_payload_uid_each(&r, seen_uid, &s, why, sizeof(why)));
+	EQ_(s.n, 0);
+
+	/* The largest listing: KMIP_LIST_MAX + 1 identifiers. Only a Locate answer
+	 * may be that large, and not beyond KMIP_LOCATE_MAX_MSG. */
+	cap = 128 + (KMIP_LIST_MAX + 1) * 24;
+	big = malloc(cap);
+	REQUIRE_(big);
+	ttlv_enc_init(&e, big, cap);
+	ttlv_begin(&e, KMIP_TAG_RESPONSE_MESSAGE);
+	ttlv_begin(&e, KMIP_TAG_RESPONSE_HEADER);
+	ttlv_begin(&e, KMIP_TAG_PROTOCOL_VERSION);
+	ttlv_put_int(&e, KMIP_TAG_PROTOCOL_VERSION_MAJOR, 1);
+	ttlv_put_int(&e, KMIP_TAG_PROTOCOL_VERSION_MINOR, 1);
+	ttlv_end(&e);
+	ttlv_put_int(&e, KMIP_TAG_BATCH_COUNT, 1);
+	ttlv_end(&e);
+	ttlv_begin(&e, KMIP_TAG_BATCH_ITEM);
+	ttlv_put_enum(&e, KMIP_TAG_OPERATION, KMIP_OP_LOCATE);
+	ttlv_put_enum(&e, KMIP_TAG_RESULT_STATUS, 0);
+	ttlv_begin(&e, KMIP_TAG_RESPONSE_PAYLOAD);
+	for (unsigned int i = 0; i <= KMIP_LIST_MAX; i++) {
+		char id[16];
+
+		ttlv_put_text(&e, KMIP_TAG_UNIQUE_IDENTIFIER, id,
+			      (size_t)snprintf(id, sizeof(id), "%u", i + 1));
+	}
+	ttlv_end(&e);
+	ttlv_end(&e);
+	ttlv_end(&e);
+	OK_(ttlv_enc_finish(&e, &len));
+	TRUE_(len > TTLV_MAX_MSG && len <= KMIP_LOCATE_MAX_MSG);
+	EQ_(kmip_resp_max(KMIP_OP_LOCATE), KMIP_LOCATE_MAX_MSG);
+	EQ_(kmip_resp_max(KMIP_OP_GET_ATTRIBUTES), TTLV_MAX_MSG);
+	OK_(kmip_resp_parse(big, len, KMIP_OP_LOCATE, &r, why, sizeof(why)));
+	EQ_(kmip_payload_uid_count(&r), KMIP_LIST_MAX + 1);
+	s = (struct seen_uids){ 0 };
+	OK_(kmip_payload_uid_each(&r, seen_uid, &s, why, sizeof(why)));
+	EQ_(s.n, KMIP_LIST_MAX + 1);
+	/* The same bytes as an answer to anything else are too large. */
+	FAIL_(kmip_resp_parse(big, len, KMIP_OP_GET_ATTRIBUTES, &r, why, sizeof(why)), EPROTO);
+	CONTAINS_(why, "exceeds the limit");
+	FAIL_(ttlv_parse_max(big, len, len - 8, &top, why, sizeof(why)), EPROTO);
+	/* The reader takes such an answer only with the Locate limit. */
+	OK_(ttlv_msg_len(big, KMIP_TAG_RESPONSE_MESSAGE, kmip_resp_max(KMIP_OP_LOCATE), &n, why,
+			 sizeof(why)));
+	EQ_(n, len);
+	FAIL_(ttlv_msg_len(big, KMIP_TAG_RESPONSE_MESSAGE, TTLV_MAX_MSG, &n, why, sizeof(why)),
+	      EPROTO);
+	free(big);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -778,5 +1135,8 @@ int main(int argc, char **argv)
 	test_depth_and_size();
 	test_get_answers();
 	test_other_answers();
+	test_list_requests();
+	test_list_answers();
+	test_list_built_answers();
 	return vmc_test_exit("test_kmip_msg");
 }

@@ -3,10 +3,10 @@
  * A key-provider plugin for the vmcryptfs-util tests only (never installed):
  * type "testlist", keys kept as files in a directory (parameter key-dir),
  * one file per key named by its id holding the 32 key bytes, and the key's
- * label in "<id>.label". It implements the proposed optional operation
- * list_keys, appended after test at the end of the operations table, so that
- * 'vmcryptfs-util keys unused' can be tested end to end before a real
- * provider (KMIP) has it. Not a secure provider: the keys are plain files.
+ * label in "<id>.label". It implements the optional operation list_keys
+ * (the last member of struct vmc_kp_ops), so that 'vmcryptfs-util keys
+ * unused' is tested end to end without a KMS (tests/kmip/ covers the kmip
+ * provider's). Not a secure provider: the keys are plain files.
  */
 #include "vmcryptfs_keyprov.h"
 
@@ -21,14 +21,6 @@
 struct tl {
 	const struct vmc_kp_host *host;
 	char dir[1024];
-};
-
-/* The ABI 1 table plus list_keys, as proposed (see lib/vmc_keyring.c). */
-struct tl_ops {
-	struct vmc_kp_ops base;
-	int (*list_keys)(void *inst, const char *label_prefix,
-			 int (*cb)(void *arg, const char *id, const char *label), void *arg,
-			 char *err);
 };
 
 static int tl_open(const struct vmc_kp_host *host, const char *name,
@@ -157,18 +149,16 @@ static int tl_list_keys(void *inst, const char *prefix,
 	return r;
 }
 
-static const struct tl_ops tl_ops = {
-	.base = {
-		.abi_version = VMC_KP_ABI_VERSION,
-		.struct_size = sizeof(struct tl_ops),
-		.type = "testlist",
-		.version = "test",
-		.flags = 0,
-		.open = tl_open,
-		.close = tl_close,
-		.create_key = tl_create_key,
-		.get_key = tl_get_key,
-	},
+static const struct vmc_kp_ops tl_ops = {
+	.abi_version = VMC_KP_ABI_VERSION,
+	.struct_size = sizeof(struct vmc_kp_ops),
+	.type = "testlist",
+	.version = "test",
+	.flags = 0,
+	.open = tl_open,
+	.close = tl_close,
+	.create_key = tl_create_key,
+	.get_key = tl_get_key,
 	.list_keys = tl_list_keys,
 };
 
@@ -176,5 +166,5 @@ __attribute__((visibility("default"))) const struct vmc_kp_ops *vmcryptfs_keypro
 
 const struct vmc_kp_ops *vmcryptfs_keyprov_entry_v1(void)
 {
-	return &tl_ops.base;
+	return &tl_ops;
 }
