@@ -132,7 +132,7 @@ static int status_cb(void *arg, int dirfd, const char *rel)
 
 int verb_status(struct ctl_conn *c, json_object *args, json_object *result)
 {
-	json_object *ds = json_object_new_object(), *provs = json_object_new_array(), *vms;
+	json_object *ds, *provs, *vms;
 	const char *vm = NULL;
 	struct vmc_vmstate st;
 	char err[512], norm[PATH_MAX];
@@ -141,6 +141,8 @@ int verb_status(struct ctl_conn *c, json_object *args, json_object *result)
 	r = vmc_ctl_arg_str(args, "vm", false, &vm, c->cc_msg, sizeof(c->cc_msg));
 	if (r)
 		return r;
+	ds = json_object_new_object();
+	provs = json_object_new_array();
 	jstr(ds, "backing", vmcfs.fs_backing);
 	jstr(ds, "mountpoint", vmcfs.fs_mountpoint);
 	jstr(ds, "control_socket", vmc_ctl_path());

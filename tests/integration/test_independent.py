@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import vmctest
-from vmctest import HDR, MAGIC, POLICY, read, write
+from vmctest import ASAN, HDR, MAGIC, POLICY, read, write
 
 crypto = pytest.importorskip("cryptography")
 from cryptography.hazmat.primitives import hashes  # noqa: E402
@@ -190,6 +190,7 @@ def status_of(pid):
     return dict(l.split(":", 1) for l in Path(f"/proc/{pid}/status").read_text().splitlines())
 
 
+@pytest.mark.skipif(ASAN, reason="AddressSanitizer makes mlock() a no-op")
 def test_daemon_locks_key_memory(ds):
     vm = ds.make_vm("vm1")
     write(vm / "a.nvram", b"x" * 5000)

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,14 +19,35 @@ DEFAULT_KEY = "/var/lib/vmcryptfs/native/default.key"
 
 
 @pytest.fixture
-def daemon_path(tmp_path):
-    """An environment whose PATH finds `vmcryptfs` (for mount.fuse3)."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    os.symlink(DAEMON, bindir / "vmcryptfs")
-    env = dict(os.environ)
-    env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
-    return env
+def daemon_path():
+    """An environment in which mount.fuse3 finds the `vmcryptfs` built here.
+
+    mount(8) drops PATH from the helper's environment, so mount.fuse3's shell
+    searches the default path, which starts at /usr/local/sbin: the daemon
+    under test goes there for the test, and whatever was there comes back."""
+    sbin = Path("/usr/local/sbin")
+    sbin.mkdir(parents=True, exist_ok=True)
+    link = sbin / "vmcryptfs"
+    saved = sbin / f".vmcryptfs.saved-by-test.{os.getpid()}"
+    had = os.path.lexists(link)
+    if had:
+        os.rename(link, saved)
+    os.symlink(DAEMON, link)
+    try:
+        yield dict(os.environ)
+    finally:
+        os.unlink(link)
+        if had:
+            os.rename(saved, link)
+
+
+def assert_our_daemon(backing):
+    """The daemon serving @backing is the one built here, not an installed one."""
+    pids = pids_with_arg(backing)
+    assert pids, f"no daemon process serves {backing}"
+    for pid in pids:
+        exe = os.readlink(f"/proc/{pid}/exe")
+        assert Path(exe) == DAEMON.resolve(), f"mount started {exe}, not {DAEMON}"
 
 
 class Background:
@@ -85,6 +107,7 @@ def test_mount_t_fuse_vmcryptfs(make_ds, daemon_path, bg):
     assert p.returncode == 0, f"mount failed:\n{p.stdout}\n{p.stderr}"
     e = mount_entry(ds.mnt)               # mounted when mount(8) returns
     assert e and e["fstype"] == "fuse.vmcryptfs", e
+    assert_our_daemon(ds.backing)
     assert e["source"] == str(ds.backing)
     use_datastore(ds)
     bg.stop(ds.mnt, ds.backing, how=("umount",))
@@ -104,6 +127,7 @@ def test_fstab_line(make_ds, daemon_path, bg, tmp_path):
     assert p.returncode == 0, f"mount -T failed:\n{p.stdout}\n{p.stderr}"
     e = mount_entry(ds.mnt)
     assert e and e["fstype"] == "fuse.vmcryptfs", e
+    assert_our_daemon(ds.backing)
     use_datastore(ds)
     bg.stop(ds.mnt, ds.backing, how=("umount",))
 

@@ -32,6 +32,18 @@ BUILD_DIR = Path(os.environ.get("VMC_BUILD_DIR", Path(__file__).resolve().parent
 DAEMON = BUILD_DIR / "fs" / "vmcryptfs"
 PLUGINS = BUILD_DIR / "plugins"
 
+
+def _built_with(option):
+    try:
+        return f"{option}:BOOL=ON" in (BUILD_DIR / "CMakeCache.txt").read_text()
+    except OSError:
+        return False
+
+
+# AddressSanitizer turns mlock() into a no-op (it reserves terabytes of shadow
+# memory), so locked-memory checks only apply to other builds.
+ASAN = _built_with("VMC_ASAN")
+
 # lib/vmc_format.h
 MAGIC = b"\x89VMCRYPTFS\r\n\x1a\n"
 HDR = 4096
