@@ -779,20 +779,29 @@ static int policy_text(const char *policy, bool home_only, char *text, size_t le
 			policy, home_only ? "disks = false\n" : "");
 }
 
-/* Write the VM's policy file (a new one), synced. */
+/*
+ * Write the VM's policy file (a new one), synced: complete under a private
+ * name first, then linked to its name, so that no failure leaves an empty or
+ * partial policy file (which would refuse the VM's writes).
+ */
 static int write_policy(int vmfd, const char *policy, bool home_only)
 {
-	char text[256];
+	char text[256], tmp[64];
 	int fd, n, r = 0;
 
 	n = policy_text(policy, home_only, text, sizeof(text));
-	fd = openat(vmfd, VMC_FMT_POLICY_NAME, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		    0644);
+	snprintf(tmp, sizeof(tmp), "%spolicy.%ld", VMC_FMT_RESERVED_PREFIX, (long)getpid());
+	unlinkat(vmfd, tmp, 0);
+	fd = openat(vmfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
+	errno = 0;
 	if (write(fd, text, (size_t)n) != n || fsync(fd))
 		r = errno ? -errno : -EIO;
 	close(fd);
+	if (!r && linkat(vmfd, tmp, vmfd, VMC_FMT_POLICY_NAME, 0))
+		r = -errno;
+	unlinkat(vmfd, tmp, 0);
 	if (!r && fsync(vmfd))
 		r = -errno;
 	return r;
@@ -943,6 +952,7 @@ int vmc_rekey_deep(struct ctl_conn *c, int vmfd, const char *vm, const char *to_
 	if (st.state == VMC_FMT_VMSTATE_REKEY) {
 		r = vmc_keyring_get(vmcfs.fs_keyring, st.next.provider, st.next.kek_id, &j.kek, err,
 				    sizeof(err));
+		r = r ? vmc_key_errno(r) : 0;
 		if (!r && !vmc_vmstate_key_check(j.kek->kek_check_key, st.vm_uuid, st.next.provider,
 						  st.next.kek_id, kcv) &&
 		    !vmc_memeq(kcv, st.next.key_check, sizeof(kcv)))
@@ -955,6 +965,7 @@ int vmc_rekey_deep(struct ctl_conn *c, int vmfd, const char *vm, const char *to_
 		snprintf(label, sizeof(label), "vmcryptfs-vm-%s-%llu", uuid,
 			 (unsigned long long)time(NULL));
 		r = vmc_keyring_create(vmcfs.fs_keyring, prov, label, &j.kek, err, sizeof(err));
+		r = r ? vmc_key_errno(r) : 0;
 		if (!r) {
 			st.next.set = true;
 			snprintf(st.next.provider, sizeof(st.next.provider), "%s", prov);
@@ -967,7 +978,7 @@ int vmc_rekey_deep(struct ctl_conn *c, int vmfd, const char *vm, const char *to_
 			r = vmc_vm_record_update(vmfd, VMC_FMT_STATE_NAME, &st, err, sizeof(err));
 	}
 	if (r) {
-		ctl_fail(c, vmc_key_errno(r), "%s: cannot get the new key: %s", vm,
+		r = ctl_fail(c, r, "%s: cannot get the new key: %s", vm,
 			 err[0] ? err : strerror(-r));
 		goto audit;
 	}

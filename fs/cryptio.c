@@ -506,6 +506,34 @@ out:
 	return r;
 }
 
+/*
+ * An extension of a file of @size bytes failed after it may have re-encoded
+ * the old final unit at a greater length and extended the backing file: put
+ * that unit back at its old length and the file back at @size. If the file
+ * cannot be cut, the unit keeps the length the backing size gives it, and
+ * that size is the file's. Returns the logical size afterwards.
+ */
+static uint64_t extend_undo(struct vmc_inode *in, int fd, uint64_t size)
+{
+	uint64_t t = size >> USHIFT, lold = size & (UNIT - 1), have, now;
+	struct stat st;
+
+	if (fstat(fd, &st) || (uint64_t)st.st_size <= HDR + size)
+		return size;
+	now = (uint64_t)st.st_size - HDR;
+	have = now - (t << USHIFT);
+	if (have > UNIT)
+		have = UNIT;
+	if (lold && have != lold && unit_reencode(in, fd, t, (t << USHIFT) + have, lold))
+		return now; /* the unit is as the backing size says */
+	if (!ftruncate(fd, (off_t)(HDR + size)))
+		return size;
+	/* Cannot cut: give the unit back the length the backing size gives it. */
+	if (lold && have != lold && unit_reencode(in, fd, t, size, have))
+		vmc_err("cannot restore the final unit of a file after a failed extension");
+	return now;
+}
+
 ssize_t vmc_crypt_write(struct vmc_inode *in, int fd, const uint8_t *buf, size_t len, off_t off)
 {
 	uint64_t end = (uint64_t)off + len, u0 = (uint64_t)off >> USHIFT;
@@ -559,6 +587,8 @@ ssize_t vmc_crypt_write(struct vmc_inode *in, int fd, const uint8_t *buf, size_t
 		r = units_write(in, fd, buf, len, (uint64_t)off, size, end > size ? end : size);
 	if (!r && end > size)
 		atomic_store(&in->in_size, end);
+	else if (r && end > size)
+		atomic_store(&in->in_size, extend_undo(in, fd, size));
 	vmc_rl_unlock(&in->in_rl, &rq);
 	pthread_mutex_unlock(&in->in_lock);
 	return r ? r : (ssize_t)len;
@@ -575,24 +605,31 @@ static int grow(struct vmc_inode *in, int fd, uint64_t size, bool alloc, uint64_
 {
 	uint64_t old = atomic_load(&in->in_size), t = old >> USHIFT, tn = size >> USHIFT;
 	uint64_t nlast = size & (UNIT - 1);
+	/* A final unit of 1..15 bytes is never left as a hole (unless the
+	 * re-encode of the old final unit writes it). */
+	bool tail = nlast && nlast < 16 && (tn != t || !(old & (UNIT - 1)));
 	int r = 0;
 
 	/*
-	 * Extend the backing file first: if the filesystem refuses (ENOSPC,
-	 * EFBIG), nothing has changed. Then re-encode the old final unit at its
-	 * new length.
+	 * Every instant is a whole file, for a crash at any point: reserve the
+	 * space first (ENOSPC changes nothing), then re-encode the old final
+	 * unit at its new length (one write, which extends the backing file to
+	 * that unit's new end), then set the size, then write a short final
+	 * unit. A failure undoes what was done.
 	 */
 	if (alloc) {
-		if (fallocate(fd, 0, (off_t)(HDR + alloc_off), (off_t)(size - alloc_off)))
+		if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)(HDR + alloc_off),
+			      (off_t)(size - alloc_off)))
 			return -errno;
-	} else if (ftruncate(fd, (off_t)(HDR + size))) {
+	} else if (tail && fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)(HDR + (tn << USHIFT)),
+				     (off_t)nlast) && errno != EOPNOTSUPP && errno != ENOSYS) {
 		return -errno;
 	}
 	if (old & (UNIT - 1))
 		r = unit_reencode(in, fd, t, old, unit_len(t, size));
-	/* A final unit of 1..15 bytes is never left as a hole (unless the
-	 * re-encode above already wrote it). */
-	if (!r && nlast && nlast < 16 && (tn != t || !(old & (UNIT - 1)))) {
+	if (!r && ftruncate(fd, (off_t)(HDR + (tail ? tn << USHIFT : size))))
+		r = -errno;
+	if (!r && tail) {
 		uint8_t z[16] = { 0 };
 
 		r = vmc_dek_encrypt(in->in_crypt->fc_dek, tn, z, nlast);
@@ -600,11 +637,7 @@ static int grow(struct vmc_inode *in, int fd, uint64_t size, bool alloc, uint64_
 			r = pwrite_full(fd, z, nlast, HDR + (tn << USHIFT));
 	}
 	if (r) {
-		/* Back to the old size; the old final unit is as it was unless
-		 * the re-encode itself failed half-way (an I/O error). */
-		if (ftruncate(fd, (off_t)(HDR + old))) {
-			/* nothing more to do: the caller reports r */
-		}
+		atomic_store(&in->in_size, extend_undo(in, fd, old));
 		return r;
 	}
 	atomic_store(&in->in_size, size);

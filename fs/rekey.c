@@ -302,6 +302,7 @@ static int rekey_shallow(struct ctl_conn *c, int vmfd, const char *vm, const cha
 		/* Resume: the new KEK was chosen by the interrupted run. */
 		r = vmc_keyring_get(vmcfs.fs_keyring, st.next.provider, st.next.kek_id, &k, err,
 				    sizeof(err));
+		r = r ? vmc_key_errno(r) : 0;
 		if (!r) {
 			r = vmc_vmstate_key_check(k->kek_check_key, st.vm_uuid, st.next.provider,
 						  st.next.kek_id, kcv);
@@ -316,6 +317,7 @@ static int rekey_shallow(struct ctl_conn *c, int vmfd, const char *vm, const cha
 		snprintf(label, sizeof(label), "vmcryptfs-%s-%s-%llu", strcmp(vm, ".") ? "vm" : "ds",
 			 uuid, (unsigned long long)time(NULL));
 		r = vmc_keyring_create(vmcfs.fs_keyring, prov, label, &k, err, sizeof(err));
+		r = r ? vmc_key_errno(r) : 0;
 		if (!r) {
 			st.next.set = true;
 			snprintf(st.next.provider, sizeof(st.next.provider), "%s", prov);
@@ -328,8 +330,7 @@ static int rekey_shallow(struct ctl_conn *c, int vmfd, const char *vm, const cha
 			r = vmc_vm_record_update(vmfd, record, &st, err, sizeof(err));
 	}
 	if (r) {
-		vmc_kek_put(k);
-		ctl_fail(c, vmc_key_errno(r), "%s: cannot get the new key: %s", vm,
+		r = ctl_fail(c, r, "%s: cannot get the new key: %s", vm,
 			 err[0] ? err : strerror(-r));
 		goto audit;
 	}
