@@ -124,7 +124,9 @@ static void print_description(json_object *d)
 		printf("  cipher            %s (%lld), data unit %lld bytes\n", jstr(d, "cipher"),
 		       (long long)jint(d, "cipher_id"), (long long)jint(d, "data_unit"));
 		printf("  file class        %s\n", jstr(d, "class"));
-		printf("  logical size      %lld bytes\n", (long long)jint(d, "size"));
+		printf("  logical size      %lld bytes%s\n", (long long)jint(d, "size"),
+		       jbool(d, "truncate_pending") ? " (an interrupted truncate to this size: "
+						      "the daemon finishes it at the next open)" : "");
 		printf("  file id           %s\n", jstr(d, "file_id"));
 		printf("  VM id             %s\n", jstr(d, "vm_id"));
 		printf("  created           %s (%s)\n", jstr(d, "created_utc") ?

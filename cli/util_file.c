@@ -85,6 +85,9 @@ void util_file_examine(struct util_file *f, const uint8_t *buf, size_t n)
 		f->encrypted = true;
 		f->verdict = vmc_hdr_examine(&f->hdr, buf, n, &f->rep);
 		f->size = f->size > HDR ? f->size - HDR : 0;
+		/* An interrupted truncate: read as the daemon will finish it. */
+		if (!f->verdict && f->hdr.trunc_pending)
+			f->size = f->hdr.trunc_size;
 	}
 }
 
@@ -118,6 +121,9 @@ json_object *util_file_json(const struct util_file *f)
 	json_object_object_add(o, "encrypted", json_object_new_boolean(f->encrypted));
 	json_object_object_add(o, "backing_size", json_object_new_int64((int64_t)f->st.st_size));
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)f->size));
+	if (f->encrypted && !f->verdict)
+		json_object_object_add(o, "truncate_pending",
+				       json_object_new_boolean(f->hdr.trunc_pending));
 	if (!f->encrypted)
 		return o;
 	json_object_object_add(o, "intact", json_object_new_boolean(!util_file_damaged(f)));
@@ -381,6 +387,13 @@ int util_file_stream(const struct util_file *f, struct vmc_dek *dek, int out, ui
 				 (unsigned long long)(base + pos),
 				 got < 0 ? strerror(errno) : "the file is shorter than its size");
 			break;
+		}
+		if (dek && f->hdr.trunc_pending) {
+			/* The final unit's new ciphertext, from the record. */
+			uint64_t at = f->size / UNIT * UNIT + f->hdr.trunc_off;
+
+			if (at >= pos && at + f->hdr.trunc_len <= pos + n)
+				memcpy(buf + (at - pos), f->hdr.raw.trunc.bytes, f->hdr.trunc_len);
 		}
 		if (dek) {
 			r = vmc_dek_decrypt(dek, pos / UNIT, buf, (size_t)n);

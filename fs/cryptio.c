@@ -22,10 +22,12 @@
  * request.
  */
 #include "vmcfs.h"
+#include "lease.h"
 #include "metrics.h"
 #include "vmc_crypto.h"
 #include "vmc_log.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -329,6 +331,39 @@ int vmc_quiet_fd(struct vmc_inode *in, int fd)
 	return q < 0 ? -errno : q;
 }
 
+static int trunc_record(int fd, const struct vmc_fmt_trunc *t);
+static int trunc_finish(int fd, const struct vmc_fmt_trunc *t);
+
+/*
+ * The header records a truncate that a crash interrupted: finish it, holding
+ * the VM's lock (another host that holds it may be doing that very truncate:
+ * -EBUSY until it is done).
+ */
+static int trunc_redo(struct vmc_inode *in, const struct vmc_hdr *hdr, const char *where)
+{
+	struct vmc_inode *dir = vmc_inode_parent(in);
+	struct vmc_lease *lease = NULL;
+	int r = 0, w;
+
+	if (dir) {
+		r = vmc_vm_lease(dir, &lease);
+		vmc_inode_unref(dir);
+	}
+	if (r)
+		return r;
+	w = vmc_reopen(in, O_RDWR);
+	r = w < 0 ? w : trunc_finish(w, &hdr->raw.trunc);
+	if (w >= 0)
+		close(w);
+	vmc_lease_put(lease);
+	if (r)
+		vmc_err("%s: cannot finish an interrupted truncate: %s", where, strerror(-r));
+	else
+		vmc_notice("%s: finished an interrupted truncate to %llu bytes", where,
+			   (unsigned long long)hdr->trunc_size);
+	return r;
+}
+
 int vmc_crypt_attach(struct vmc_inode *in, int fd)
 {
 	struct vmc_fcrypt *fc = in->in_crypt, *fresh = NULL;
@@ -374,6 +409,16 @@ int vmc_crypt_attach(struct vmc_inode *in, int fd)
 		atomic_store(&in->in_enc, VMC_ENC_DAMAGED);
 		r = -EIO;
 		goto out;
+	}
+	if (hdr->trunc_pending) {
+		vmc_inode_path(in, where, sizeof(where));
+		r = trunc_redo(in, hdr, where);
+		if (!r && fstat(fd, &st))
+			r = -errno;
+		if (r)
+			goto out;
+		memset(&hdr->raw.trunc, 0, sizeof(hdr->raw.trunc));
+		hdr->trunc_pending = false;
 	}
 	dek = vmc_secret_alloc(VMC_FMT_DEK_LEN);
 	if (!dek) {
@@ -644,6 +689,107 @@ static int grow(struct vmc_inode *in, int fd, uint64_t size, bool alloc, uint64_
 	return 0;
 }
 
+/* Write an interrupted-truncate record (@t) into the header, or zeros. */
+static int trunc_record(int fd, const struct vmc_fmt_trunc *t)
+{
+	static const struct vmc_fmt_trunc none;
+	int r;
+
+	r = pwrite_full(fd, (const uint8_t *)(t ? t : &none), sizeof(none),
+			offsetof(struct vmc_fmt_file_header, trunc));
+	if (!r && fdatasync(fd))
+		r = -errno;
+	return r;
+}
+
+/*
+ * Complete the truncate @t describes: cut the backing file, put the final
+ * unit's new ciphertext in place, sync, then drop the record. Every step can
+ * be repeated, so a crash anywhere is finished by the next attach.
+ */
+static int trunc_finish(int fd, const struct vmc_fmt_trunc *t)
+{
+	uint64_t size = le64toh(t->new_size);
+	int r = 0;
+
+	if (ftruncate(fd, (off_t)(HDR + size)))
+		r = -errno;
+	if (!r)
+		r = pwrite_full(fd, t->bytes, t->len,
+				HDR + (size & ~(uint64_t)(UNIT - 1)) + le16toh(t->off));
+	if (!r && fdatasync(fd))
+		r = -errno;
+	if (!r)
+		r = trunc_record(fd, NULL);
+	return r;
+}
+
+/*
+ * Shrink from @old to @size (0 < size < old). Cutting the backing file is
+ * enough unless the new final unit is partial: then XTS ciphertext stealing
+ * changes its last 1..32 ciphertext bytes too, and a crash between the cut
+ * and that write would leave them garbage under either length. So the change
+ * is recorded in the header first (synced), done, and the record dropped.
+ */
+static int shrink(struct vmc_inode *in, int fd, uint64_t old, uint64_t size)
+{
+	uint64_t t = size >> USHIFT, nlen = size & (UNIT - 1), olen = unit_len(t, old);
+	uint8_t *b = io_unit(), c[VMC_FMT_UNIT_SIZE];
+	struct vmc_fmt_trunc rec;
+	struct stat st;
+	size_t a;
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	if (!nlen)
+		goto cut; /* whole units go; the others are untouched */
+	r = pread_full(in->in_crypt->fc_rfd, b, olen, HDR + (t << USHIFT));
+	if (r)
+		return r;
+	if (vmc_unit_is_hole(b, olen)) {
+		if (nlen >= 16)
+			goto cut; /* a hole stays a hole */
+		memset(c, 0, nlen);
+	} else {
+		memcpy(c, b, olen);
+		r = vmc_dek_decrypt(in->in_crypt->fc_dek, t, c, olen);
+		if (r)
+			return r;
+	}
+	r = vmc_dek_encrypt(in->in_crypt->fc_dek, t, c, nlen);
+	if (r)
+		return r;
+	for (a = 0; a < nlen && b[a] == c[a]; a++)
+		;
+	if (a == nlen)
+		goto cut; /* the same ciphertext at either length */
+	/* XTS changes at most the last two blocks (a multiple of 16 changes none). */
+	if (nlen - a > VMC_FMT_TRUNC_MAX)
+		return -EIO;
+	r = vmc_hdr_trunc_fill(&rec, size, (uint16_t)a, c + a, nlen - a);
+	if (!r)
+		r = trunc_record(fd, &rec);
+	if (r) {
+		trunc_record(fd, NULL);
+		return r;
+	}
+	r = trunc_finish(fd, &rec);
+	if (!r)
+		return 0;
+	/* Not cut (ENOSPC, EIO): nothing changed but the record, which goes. */
+	if (!fstat(fd, &st) && (uint64_t)st.st_size == HDR + old && !trunc_record(fd, NULL))
+		return r;
+	vmc_err("a truncate could not be finished (%s); the next open of the file completes it",
+		strerror(-r));
+	atomic_store(&in->in_size, size);
+	return r;
+cut:
+	if (ftruncate(fd, (off_t)(HDR + size)))
+		return -errno;
+	return 0;
+}
+
 int vmc_crypt_truncate(struct vmc_inode *in, int fd, uint64_t size)
 {
 	uint64_t old = atomic_load(&in->in_size), t;
@@ -679,9 +825,7 @@ int vmc_crypt_truncate(struct vmc_inode *in, int fd, uint64_t size)
 	if (size > old) {
 		r = grow(in, fd, size, false, 0);
 	} else {
-		r = unit_reencode(in, fd, t, old, unit_len(t, size));
-		if (!r && ftruncate(fd, (off_t)(HDR + size)))
-			r = -errno;
+		r = shrink(in, fd, old, size);
 		if (!r)
 			atomic_store(&in->in_size, size);
 	}

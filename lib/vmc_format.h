@@ -126,9 +126,31 @@ struct vmc_fmt_slot {
 /* Bytes of a slot covered by the GCM additional data. */
 #define VMC_FMT_SLOT_AAD_LEN offsetof(struct vmc_fmt_slot, nonce)
 
+/*
+ * An interrupted truncate (header bytes 256..511; all zero when none). A
+ * truncate to the middle of a data unit changes the last 1..32 ciphertext
+ * bytes of the new final unit (XTS ciphertext stealing) as well as the file
+ * size, and no single write does both: the record names both, is synced
+ * before either changes, and is zeroed (and synced) once both are done. A
+ * reader that finds a valid record treats the file as truncated to new_size
+ * with those bytes in place, and a writer completes it.
+ */
+#define VMC_FMT_TRUNC_MAGIC "VMCTRNC1"
+#define VMC_FMT_TRUNC_MAX 32
+struct vmc_fmt_trunc {
+	uint8_t magic[8];       /* 0: VMC_FMT_TRUNC_MAGIC, no NUL */
+	uint64_t new_size;      /* 8: logical size after the truncate */
+	uint16_t off;           /* 16: where the bytes go in the new final unit */
+	uint8_t len;            /* 18: 1..VMC_FMT_TRUNC_MAX; off + len = new_size % unit */
+	uint8_t reserved0[5];   /* 19: zero */
+	uint8_t bytes[VMC_FMT_TRUNC_MAX]; /* 24: the unit's new ciphertext there, zero past len */
+	uint8_t reserved1[168]; /* 56: zero */
+	uint8_t checksum[32];   /* 224: SHA-256 of bytes 0..223 */
+} __attribute__((packed));
+
 struct vmc_fmt_file_header {
 	struct vmc_fmt_file_fixed fixed;            /* 0 */
-	uint8_t reserved1[256];                     /* 256 */
+	struct vmc_fmt_trunc trunc;                 /* 256: zero, or an interrupted truncate */
 	struct vmc_fmt_slot slots[VMC_FMT_NSLOTS];  /* 512 */
 	uint8_t reserved2[1536];                    /* 2560 */
 } __attribute__((packed));
@@ -176,6 +198,7 @@ struct vmc_fmt_native_key {
 
 _Static_assert(sizeof(struct vmc_fmt_prefix) == 18, "prefix size");
 _Static_assert(sizeof(struct vmc_fmt_file_fixed) == 256, "file fixed part size");
+_Static_assert(sizeof(struct vmc_fmt_trunc) == 256, "truncate record size");
 _Static_assert(offsetof(struct vmc_fmt_file_fixed, file_id) == 32, "file_id offset");
 _Static_assert(offsetof(struct vmc_fmt_file_fixed, checksum) == 224, "checksum offset");
 _Static_assert(sizeof(struct vmc_fmt_slot) == 512, "slot size");

@@ -125,8 +125,46 @@ static void slot_parse(const struct vmc_fmt_slot *s, struct vmc_hdr_slot *out)
 	out->status = VMC_SLOT_OK;
 }
 
+/* Check an interrupted-truncate record that is not all zeros. */
+static const char *trunc_check(const struct vmc_fmt_trunc *t)
+{
+	uint8_t sum[VMC_SHA256_LEN];
+	uint64_t size = le64toh(t->new_size);
+	uint16_t off = le16toh(t->off);
+
+	if (memcmp(t->magic, VMC_FMT_TRUNC_MAGIC, sizeof(t->magic)))
+		return "reserved header bytes 256..511 are not zero";
+	vmc_sha256(t, offsetof(struct vmc_fmt_trunc, checksum), sum);
+	if (memcmp(sum, t->checksum, sizeof(sum)))
+		return "the record of an interrupted truncate is damaged (checksum mismatch)";
+	if (t->len < 1 || t->len > VMC_FMT_TRUNC_MAX || size > (uint64_t)INT64_MAX ||
+	    (size & (VMC_FMT_UNIT_SIZE - 1)) != (uint64_t)off + t->len ||
+	    !vmc_fmt_is_zero(t->reserved0, sizeof(t->reserved0)) ||
+	    !vmc_fmt_is_zero(t->reserved1, sizeof(t->reserved1)) ||
+	    !vmc_fmt_is_zero(t->bytes + t->len, VMC_FMT_TRUNC_MAX - t->len))
+		return "the record of an interrupted truncate is inconsistent";
+	return NULL;
+}
+
+int vmc_hdr_trunc_fill(struct vmc_fmt_trunc *t, uint64_t new_size, uint16_t off,
+		       const uint8_t *bytes, size_t len)
+{
+	memset(t, 0, sizeof(*t));
+	if (len < 1 || len > VMC_FMT_TRUNC_MAX ||
+	    (new_size & (VMC_FMT_UNIT_SIZE - 1)) != (uint64_t)off + len)
+		return -EINVAL;
+	memcpy(t->magic, VMC_FMT_TRUNC_MAGIC, sizeof(t->magic));
+	t->new_size = htole64(new_size);
+	t->off = htole16(off);
+	t->len = (uint8_t)len;
+	memcpy(t->bytes, bytes, len);
+	vmc_sha256(t, offsetof(struct vmc_fmt_trunc, checksum), t->checksum);
+	return 0;
+}
+
 int vmc_hdr_parse(struct vmc_hdr *h, const void *buf, size_t len, char *err, size_t errlen)
 {
+	const char *why;
 	const struct vmc_fmt_file_fixed *f;
 	uint8_t sum[VMC_SHA256_LEN];
 	int usable = 0;
@@ -185,10 +223,20 @@ int vmc_hdr_parse(struct vmc_hdr *h, const void *buf, size_t len, char *err, siz
 		return -EUCLEAN;
 	}
 	if (!vmc_fmt_is_zero(f->reserved, sizeof(f->reserved)) ||
-	    !vmc_fmt_is_zero(h->raw.reserved1, sizeof(h->raw.reserved1)) ||
 	    !vmc_fmt_is_zero(h->raw.reserved2, sizeof(h->raw.reserved2))) {
 		HDR_ERR("reserved header bytes are not zero");
 		return -EUCLEAN;
+	}
+	if (!vmc_fmt_is_zero(&h->raw.trunc, sizeof(h->raw.trunc))) {
+		why = trunc_check(&h->raw.trunc);
+		if (why) {
+			HDR_ERR("%s", why);
+			return -EUCLEAN;
+		}
+		h->trunc_pending = true;
+		h->trunc_size = le64toh(h->raw.trunc.new_size);
+		h->trunc_off = le16toh(h->raw.trunc.off);
+		h->trunc_len = h->raw.trunc.len;
 	}
 	h->version = le16toh(f->prefix.version);
 	h->file_class = f->file_class;
@@ -395,11 +443,12 @@ int vmc_hdr_examine(struct vmc_hdr *h, const void *buf, size_t len, struct vmc_h
 			problem(rep, "unknown file class %u", f->file_class);
 	}
 	if (!zero_within(b, n, offsetof(struct vmc_fmt_file_fixed, reserved), sizeof(f->reserved)) ||
-	    !zero_within(b, n, offsetof(struct vmc_fmt_file_header, reserved1),
-			 sizeof(h->raw.reserved1)) ||
 	    !zero_within(b, n, offsetof(struct vmc_fmt_file_header, reserved2),
 			 sizeof(h->raw.reserved2)))
 		problem(rep, "reserved bytes are not zero");
+	if (n >= offsetof(struct vmc_fmt_file_header, slots) &&
+	    !vmc_fmt_is_zero(&h->raw.trunc, sizeof(h->raw.trunc)) && trunc_check(&h->raw.trunc))
+		problem(rep, "%s", trunc_check(&h->raw.trunc));
 	for (int i = 0; i < VMC_FMT_NSLOTS; i++) {
 		if (n < slots_off + (size_t)(i + 1) * sizeof(struct vmc_fmt_slot))
 			break;

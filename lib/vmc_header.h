@@ -36,6 +36,12 @@ struct vmc_hdr {
 	uint8_t file_class;
 	uint64_t created;
 	struct vmc_hdr_slot slots[VMC_FMT_NSLOTS];
+	/* An interrupted truncate (raw.trunc): the file is new_size bytes
+	 * long, with raw.trunc.bytes at off in its final unit. */
+	bool trunc_pending;
+	uint64_t trunc_size;
+	uint16_t trunc_off;
+	uint8_t trunc_len;
 };
 
 /* Result of looking at the first bytes of a backing file. */
@@ -74,6 +80,14 @@ int vmc_hdr_seal(struct vmc_hdr *h, int slot, const char *provider, const char *
 
 /* Unwrap the DEK of slot @slot. -EKEYREJECTED when the tag does not verify. */
 int vmc_hdr_unseal(const struct vmc_hdr *h, int slot, const uint8_t wrap_key[32], uint8_t *dek);
+
+/*
+ * Fill @t as the record of a truncate to @new_size whose final unit gets
+ * @len (1..VMC_FMT_TRUNC_MAX) bytes of new ciphertext @bytes at @off
+ * (off + len = new_size % unit size). -EINVAL if they do not fit.
+ */
+int vmc_hdr_trunc_fill(struct vmc_fmt_trunc *t, uint64_t new_size, uint16_t off,
+		       const uint8_t *bytes, size_t len);
 
 /* Empty slot @slot (all zeros). */
 void vmc_hdr_clear_slot(struct vmc_hdr *h, int slot);

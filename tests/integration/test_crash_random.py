@@ -144,8 +144,9 @@ import pytest  # noqa: E402
 
 import vmctest  # noqa: E402
 from faultenv import (Faults, assert_backing_intact, assert_scan_clean,  # noqa: E402
-                      errno_name, pread_nocache, same, util_scan, wait_until, write_synced)
-from vmctest import (CONV_TMP_NAME, JOURNAL_NAME, POLICY_NAME, STATE_NAME, ctl_ds,  # noqa: E402
+                      UTIL, errno_name, pread_nocache, same, util_scan, wait_until,
+                      write_synced)
+from vmctest import (CONV_TMP_NAME, HDR, JOURNAL_NAME, POLICY_NAME, STATE_NAME, ctl_ds,  # noqa: E402
                      file_units_leak, header_slots, is_encrypted, read, unit_hashes,
                      vm_key_record, write)
 
@@ -557,15 +558,18 @@ def test_kill_during_ctl_operations(make_ds, tmp_path):
 
 # --- Crash points inside truncate -------------------------------------------------------
 
-CRASH_SHRINK = pytest.mark.xfail(strict=True, reason=(
-    "BUG: a shrinking truncate of an encrypted file is not crash-safe: fs/cryptio.c "
-    "vmc_crypt_truncate() re-encodes the new final unit at its shorter length before it cuts "
-    "the backing file; a crash in between leaves that unit encoded for the new length inside "
-    "a file of the old one: the last bytes that were to stay read as garbage"))
+# A shrink to the middle of a data unit writes a record of itself into the
+# header (pwrite), cuts the backing file (ftruncate), writes the final unit's
+# new ciphertext (pwrite) and zeroes the record (pwrite): a crash after each
+# step is finished at the next open.
+SHRINK_KILLS = {
+    "shrink-after-record": ("pwrite /vm1/vm1-flat.vmdk kill-after", "pwrite"),
+    "shrink-after-cut": ("ftruncate /vm1/vm1-flat.vmdk kill-after", "ftruncate"),
+    "shrink-after-bytes": ("pwrite /vm1/vm1-flat.vmdk kill-after skip=1", "pwrite"),
+}
 
 
-@pytest.mark.parametrize("kind", ["grow",
-                                  pytest.param("shrink", marks=CRASH_SHRINK)])
+@pytest.mark.parametrize("kind", ["grow", *SHRINK_KILLS])
 def test_crash_inside_truncate(make_ds, tmp_path, kind):
     """The daemon dies between the two backing calls of a truncate (the
     fault library kills it right after the first): the data before the
@@ -584,7 +588,7 @@ def test_crash_inside_truncate(make_ds, tmp_path, kind):
         keep = ref
     else:
         new = 3 * 4096 + 1000
-        faults.set("pwrite /vm1/vm1-flat.vmdk kill-after")
+        faults.set(SHRINK_KILLS[kind][0])
         keep = ref[:new]
     fd = os.open(ds.m("vm1/vm1-flat.vmdk"), os.O_RDWR)
     e = vmctest.errno_of(os.ftruncate, fd, new)
@@ -592,10 +596,31 @@ def test_crash_inside_truncate(make_ds, tmp_path, kind):
     assert e in (errno.ENOTCONN, errno.ECONNABORTED), errno_name(e)
     assert ds.crash() == -signal.SIGKILL
     faults.clear()
-    assert [h[0] for h in faults.hits()] == (["ftruncate"] if kind == "grow" else ["pwrite"])
+    assert [h[0] for h in faults.hits()] == (["ftruncate"] if kind == "grow" else
+                                             [SHRINK_KILLS[kind][1]])
+    if kind != "grow":
+        # Offline, vmcryptfs-util reads the file as the daemon will finish it.
+        rc, rep, p = util_scan(ds)
+        assert rc == 0, p.stdout + p.stderr
+        base = [str(UTIL), "--config", str(ds.config), "--keyprov-dir", str(vmctest.PLUGINS)]
+        d = json.loads(subprocess.run(base + ["--json", "envelope", "describe",
+                                              str(ds.b("vm1/vm1-flat.vmdk"))],
+                                      check=True, capture_output=True, text=True).stdout)
+        d = d[0] if isinstance(d, list) else d.get("files", [d])[0]
+        assert d["size"] == new and d["truncate_pending"], d
+        out = subprocess.run(base + ["envelope", "extract", str(ds.b("vm1/vm1-flat.vmdk")), "-"],
+                             check=True, capture_output=True).stdout
+        same(out, keep, f"{kind}: vmcryptfs-util envelope extract")
     ds.mount()
     got = read(ds.m("vm1/vm1-flat.vmdk"))
-    assert len(got) in (len(ref), new), len(got)
+    if kind == "grow":
+        assert len(got) in (len(ref), new), len(got)
+    else:
+        # The record was synced before anything changed: the truncate is finished.
+        assert len(got) == new, f"{kind}: size {len(got)}, expected {new}"
+        assert "finished an interrupted truncate" in ds.log(), kind
+        assert ds.b("vm1/vm1-flat.vmdk").stat().st_size == HDR + new
+        assert read(ds.b("vm1/vm1-flat.vmdk"))[256:512] == bytes(256), "record not cleared"
     same(got[:len(keep)], keep, f"{kind}: the data before the truncation point")
     if len(got) > len(ref):
         assert got[len(ref):] == bytes(len(got) - len(ref)), f"{kind}: the extension is not zeros"

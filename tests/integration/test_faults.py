@@ -652,10 +652,6 @@ def test_io_error_in_extending_truncate_keeps_data(make_ds, tmp_path):
         check_after_failed_size_change(fd, ref, 6 * 4096 + 5, "after the failed truncate")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a shrinking truncate whose backing ftruncate fails "
-                   "leaves the new final unit re-encoded at its new, shorter length inside a file "
-                   "of the old size: the unit's last partial block reads as garbage "
-                   "(fs/cryptio.c vmc_crypt_truncate)")
 def test_io_error_in_shrinking_truncate_keeps_data(make_ds, tmp_path):
     """The backing ftruncate of a truncate to the middle of a data unit
     fails: the application sees EIO and the file is unchanged."""

@@ -693,6 +693,65 @@ static void test_parse_errors(void)
 	two_slots_free(&t);
 }
 
+/* --- the record of an interrupted truncate (header bytes 256..511) -------- */
+
+static void test_trunc_record(void)
+{
+	static const size_t toff = offsetof(struct vmc_fmt_file_header, trunc);
+	static struct two_slots t;
+	static struct vmc_hdr h;
+	static uint8_t raw[HDR];
+	struct vmc_fmt_trunc rec;
+	uint8_t bytes[VMC_FMT_TRUNC_MAX];
+
+	for (size_t i = 0; i < sizeof(bytes); i++)
+		bytes[i] = (uint8_t)(0xa0 + i);
+	two_slots_make(&t, VMC_FMT_CLASS_DISK);
+	OK_(parse(&h, t.raw, HDR));
+	EQ_(h.trunc_pending, false);
+
+	/* 3 units and 1000 bytes: 17 bytes at 983 of unit 3. */
+	OK_(vmc_hdr_trunc_fill(&rec, 3 * 4096 + 1000, 983, bytes, 17));
+	EQ_(memcmp(rec.magic, "VMCTRNC1", 8), 0);
+	memcpy(raw, t.raw, HDR);
+	memcpy(raw + toff, &rec, sizeof(rec));
+	OK_(parse(&h, raw, HDR));
+	EQ_(h.trunc_pending, true);
+	EQ_(h.trunc_size, 3 * 4096 + 1000);
+	EQ_(h.trunc_off, 983);
+	EQ_(h.trunc_len, 17);
+	EQ_(memcmp(h.raw.trunc.bytes, bytes, 17), 0);
+	EQ_(h.slots[0].status, VMC_SLOT_OK);
+
+	/* Fields that do not fit. */
+	FAIL_(vmc_hdr_trunc_fill(&rec, 3 * 4096 + 1000, 982, bytes, 17), EINVAL);
+	FAIL_(vmc_hdr_trunc_fill(&rec, 3 * 4096 + 40, 0, bytes, 40), EINVAL);
+	FAIL_(vmc_hdr_trunc_fill(&rec, 3 * 4096, 0, bytes, 0), EINVAL);
+
+	/* Every byte of the record is covered: a flip is damage, never ignored. */
+	for (size_t i = 0; i < sizeof(rec); i++) {
+		memcpy(raw, t.raw, HDR);
+		OK_(vmc_hdr_trunc_fill(&rec, 3 * 4096 + 1000, 983, bytes, 17));
+		memcpy(raw + toff, &rec, sizeof(rec));
+		raw[toff + i] ^= 0x01;
+		FAIL_(parse(&h, raw, HDR), EUCLEAN);
+	}
+	/* A checksum that matches inconsistent fields: still refused. */
+	OK_(vmc_hdr_trunc_fill(&rec, 3 * 4096 + 1000, 983, bytes, 17));
+	rec.len = 16;
+	vmc_sha256(&rec, offsetof(struct vmc_fmt_trunc, checksum), rec.checksum);
+	memcpy(raw, t.raw, HDR);
+	memcpy(raw + toff, &rec, sizeof(rec));
+	FAIL_(parse(&h, raw, HDR), EUCLEAN);
+	CONTAINS_(errbuf, "inconsistent");
+	/* Non-zero bytes without the magic: reserved bytes, as before. */
+	memcpy(raw, t.raw, HDR);
+	raw[toff + 100] = 1;
+	FAIL_(parse(&h, raw, HDR), EUCLEAN);
+	CONTAINS_(errbuf, "not zero");
+	two_slots_free(&t);
+}
+
 /* --- the known-answer header, built from the format description alone ------ */
 
 static const char kat_kek[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -1255,6 +1314,7 @@ int main(int argc, char **argv)
 	test_wrong_kek();
 	test_bit_flips();
 	test_parse_errors();
+	test_trunc_record();
 	test_known_answer(dir);
 	test_vmstate_codec();
 	test_vmstate_files();
