@@ -3,7 +3,7 @@
  * VM locks across hosts: see lease.h for the model.
  *
  * Taking a lock works on NFS without byte-range locks: the record is written
- * complete into a private file ".vmcrypt.lock.<instance>", then hard-linked to
+ * complete into a private file "vm.INODE.<instance>" in .vmcrypt.locks, then hard-linked to
  * the lock name; link() either creates the name or fails with EEXIST,
  * atomically on the server. (A retransmitted link whose reply was lost may
  * report an error although it worked: the private file then has two links.)

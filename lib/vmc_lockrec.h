@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The VM lock record: the content of a VM directory's ".vmcrypt.lock"
+ * The VM lock record: the content of a VM's lock file ".vmcrypt.locks/vm.INODE"
  * (docs/FORMAT.md, "VM lock file"). A daemon that opens a VM's files for
  * writing holds the VM's lock file on the shared backing store and rewrites
  * it periodically with a growing heartbeat counter; another host that finds
