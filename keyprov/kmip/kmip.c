@@ -999,11 +999,16 @@ static int list_ids_unique(struct list_ids *l)
 	for (size_t i = 0; i < l->n; i++)
 		order[i] = (struct id_pos){ l->ids[i], i };
 	qsort(order, l->n, sizeof(*order), by_id);
-	for (size_t i = 1; i < l->n; i++)
-		if (!strcmp(order[i].id, order[i - 1].id)) {
-			free(l->ids[order[i].pos]);
-			l->ids[order[i].pos] = NULL;
+	/* Each run of equal ids keeps its first (lowest position), which is
+	 * what the rest of the run is compared with: never a freed one. */
+	for (size_t i = 1, keep = 0; i < l->n; i++) {
+		if (strcmp(order[i].id, order[keep].id)) {
+			keep = i;
+			continue;
 		}
+		free(l->ids[order[i].pos]);
+		l->ids[order[i].pos] = NULL;
+	}
 	free(order);
 	for (size_t i = 0; i < l->n; i++)
 		if (l->ids[i])
