@@ -526,19 +526,28 @@ static int convert_file(struct conv_job *j, int dirfd, const char *name, struct 
 		}
 		if (sdek && (r = vmc_dek_decrypt(sdek, off / UNIT, buf, len)))
 			goto out;
-		for (uint64_t u = 0; u < len; u += UNIT) {
+		/* Runs of data units, each encrypted and written at once; a unit
+		 * that is all zero (and, when encrypting, long enough to be a
+		 * hole) ends a run and stays a hole. */
+		for (uint64_t u = 0, run = 0; u < len || run < u;) {
 			uint64_t ul = len - u < UNIT ? len - u : UNIT;
+			bool hole = u < len && vmc_fmt_is_zero(buf + u, ul) && (!dst_enc || ul >= 16);
 
-			/* A hole: all zero, and (when encrypting) long enough to be one. */
-			if (vmc_fmt_is_zero(buf + u, ul) && (!dst_enc || ul >= 16))
+			if (u < len && !hole) {
+				u += ul;
 				continue;
-			if (ddek && (r = vmc_dek_encrypt(ddek, (off + u) / UNIT, buf + u, ul)))
+			}
+			if (run < u && ddek && (r = vmc_dek_encrypt(ddek, (off + run) / UNIT,
+								     buf + run, u - run)))
 				goto out;
-			if (pwrite(tmp, buf + u, ul, (off_t)(dbase + off + u)) != (ssize_t)ul) {
+			if (run < u && pwrite(tmp, buf + run, u - run, (off_t)(dbase + off + run)) !=
+					       (ssize_t)(u - run)) {
 				r = ctl_fail(j->c, errno == ENOSPC ? -ENOSPC : -EIO,
 					     "%s/%s: write error: %s", j->vm, f->rel, strerror(errno));
 				goto out;
 			}
+			u += hole ? ul : 0;
+			run = u;
 		}
 		off += len;
 		j->done += len;
