@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #define OBS_MAX 64
+#define LINGER_MS 1000u /* a lock outlives its last user by this long */
 
 struct vmc_lease {
 	struct vmc_lease *ls_next; /* L.held; L.lock */
@@ -47,7 +48,9 @@ struct vmc_lease {
 	ino_t ls_lock_ino;
 	unsigned ls_refs;          /* L.lock */
 	bool ls_listed;            /* in L.held; L.lock */
+	uint64_t ls_idle_ms;       /* refs 0 since then (lingering); L.lock */
 	uint64_t ls_beat;          /* heartbeat thread */
+	uint64_t ls_beat_ms;       /* when it last beat; heartbeat thread */
 	atomic_bool ls_lost;
 	char ls_vm[PATH_MAX];
 };
@@ -400,6 +403,18 @@ static int acquire(const char *vm, dev_t dev, ino_t ino, struct vmc_lease **out,
 	return -EBUSY;
 }
 
+static void unlist(struct vmc_lease *l)
+{
+	struct vmc_lease **pp;
+
+	for (pp = &L.held; *pp; pp = &(*pp)->ls_next)
+		if (*pp == l) {
+			*pp = l->ls_next;
+			break;
+		}
+	l->ls_listed = false;
+}
+
 int vmc_lease_take(int vmdirfd, const char *vm, struct vmc_lease **out, char *msg, size_t msglen)
 {
 	struct vmc_lease *l;
@@ -417,6 +432,13 @@ int vmc_lease_take(int vmdirfd, const char *vm, struct vmc_lease **out, char *ms
 	for (l = L.held; l; l = l->ls_next)
 		if (l->ls_dev == st.st_dev && l->ls_ino == st.st_ino)
 			break;
+	if (l && !l->ls_refs && atomic_load(&l->ls_lost)) {
+		/* Lingering and lost meanwhile: not ours any more; take it anew. */
+		unlist(l);
+		close(l->ls_fd);
+		free(l);
+		l = NULL;
+	}
 	if (l)
 		l->ls_refs++;
 	pthread_mutex_unlock(&L.lock);
@@ -428,6 +450,7 @@ int vmc_lease_take(int vmdirfd, const char *vm, struct vmc_lease **out, char *ms
 		}
 		pthread_mutex_lock(&L.lock);
 		l->ls_refs = 1;
+		l->ls_beat_ms = now_ms();
 		l->ls_listed = true;
 		l->ls_next = L.held;
 		L.held = l;
@@ -436,18 +459,6 @@ int vmc_lease_take(int vmdirfd, const char *vm, struct vmc_lease **out, char *ms
 	pthread_mutex_unlock(&L.take_lock);
 	*out = l;
 	return 0;
-}
-
-static void unlist(struct vmc_lease *l)
-{
-	struct vmc_lease **pp;
-
-	for (pp = &L.held; *pp; pp = &(*pp)->ls_next)
-		if (*pp == l) {
-			*pp = l->ls_next;
-			break;
-		}
-	l->ls_listed = false;
 }
 
 /* Remove the lock file if it is still ours; take_lock held. */
@@ -469,13 +480,27 @@ static void remove_lock(struct vmc_lease *l)
 	}
 }
 
-void vmc_lease_put(struct vmc_lease *l)
+/*
+ * Drop a reference. The last one leaves the lock lingering for LINGER_MS
+ * (@touch: from now), so that a tool that opens and closes many files of a
+ * VM (tar, cp, rm) takes the lock once, not once per file; the heartbeat
+ * removes it once it has lingered that long (@touch false).
+ */
+static void lease_drop(struct vmc_lease *l, bool touch)
 {
-	if (!l)
-		return;
 	pthread_mutex_lock(&L.take_lock);
 	pthread_mutex_lock(&L.lock);
 	if (--l->ls_refs) {
+		pthread_mutex_unlock(&L.lock);
+		pthread_mutex_unlock(&L.take_lock);
+		return;
+	}
+	if (l->ls_listed && !atomic_load(&l->ls_lost) && !L.stop &&
+	    (touch || now_ms() - l->ls_idle_ms < LINGER_MS)) {
+		if (touch) {
+			l->ls_idle_ms = now_ms();
+			pthread_cond_broadcast(&L.cond); /* the heartbeat's next wake-up */
+		}
 		pthread_mutex_unlock(&L.lock);
 		pthread_mutex_unlock(&L.take_lock);
 		return;
@@ -488,6 +513,12 @@ void vmc_lease_put(struct vmc_lease *l)
 	vmc_dbg("VM %s: lock released", l->ls_vm);
 	close(l->ls_fd);
 	free(l);
+}
+
+void vmc_lease_put(struct vmc_lease *l)
+{
+	if (l)
+		lease_drop(l, true);
 }
 
 /* --- the heartbeat -------------------------------------------------------------- */
@@ -528,12 +559,17 @@ static void *heartbeat(void *arg)
 	pthread_mutex_lock(&L.lock);
 	while (!L.stop) {
 		struct vmc_lease *batch[64];
+		unsigned wait = period;
 		struct timespec ts;
 		int n = 0;
 
+		/* A lingering lock is removed on time. */
+		for (struct vmc_lease *l = L.held; l; l = l->ls_next)
+			if (!l->ls_refs && wait > LINGER_MS / 4)
+				wait = LINGER_MS / 4;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += period / 1000;
-		ts.tv_nsec += (long)(period % 1000) * 1000000;
+		ts.tv_sec += wait / 1000;
+		ts.tv_nsec += (long)(wait % 1000) * 1000000;
 		if (ts.tv_nsec >= 1000000000) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;
@@ -548,8 +584,12 @@ static void *heartbeat(void *arg)
 		}
 		pthread_mutex_unlock(&L.lock);
 		for (int i = 0; i < n; i++) {
-			beat(batch[i]);
-			vmc_lease_put(batch[i]);
+			/* (woken early for a lingering lock: beat on the period) */
+			if (now_ms() - batch[i]->ls_beat_ms >= period * 3 / 4) {
+				beat(batch[i]);
+				batch[i]->ls_beat_ms = now_ms();
+			}
+			lease_drop(batch[i], false);
 		}
 		pthread_mutex_lock(&L.lock);
 		/* More than 64 VMs open for writing: rotate so all get their turn. */
