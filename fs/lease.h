@@ -13,8 +13,9 @@
  * Every open for writing and every conversion holds a reference on the lease
  * of its VM; a second after the last reference is dropped the lock file is
  * removed (a tool that opens files one after another takes it once). A
- * holder that finds its lock file replaced (it was stopped for longer than a lease and another
- * host took over) marks the lease lost: writes through it fail with EIO.
+ * holder that finds its lock file replaced (it was stopped for longer than a
+ * lease and another host took over) marks the lease lost: writes through it
+ * fail with EIO.
  */
 #ifndef VMC_LEASE_H
 #define VMC_LEASE_H
