@@ -38,16 +38,16 @@ encrypted backing file, new data keys after a deep rekey, byte-identical
 cleartext after decrypt) and vmcryptfs-util scan --verify exits 0.
 
 Not covered here (test_ctl_crash.py has them): the daemon's own crash points
-at fixed places. Below, two crash points inside truncate (placed with the
-fault library at the exact system call, so they are deterministic) show a
-bug; see their reasons. The random writers do not truncate, so that this
-bug cannot make the random test fail at random.
+at fixed places. Below, four crash points inside truncate, placed with the
+fault library at the exact system call so they are deterministic: one
+growing, and one after each step of a shrink to the middle of a data unit
+(the truncate record of docs/FORMAT.md 3.6: record, cut, final bytes).
 
 VMC_SEED=N reproduces a run's random choices (kill delays, syscall counts,
 data); the interleaving of the writers is the scheduler's. VMC_CRASH_ROUNDS
 and VMC_CRASH_CYCLES change the number of kill points of (a) and of (b)
 (4 per cycle); the defaults give 30 + 24 = 54 random kill points (and the
-two fixed ones of the truncate test) in about a minute on two shared cores,
+four fixed ones of the truncate test) in about a minute on two shared cores,
 two at worst.
 """
 import json
