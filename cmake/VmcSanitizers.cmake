@@ -18,3 +18,13 @@ if(_vmc_san)
 		add_compile_options(-fno-sanitize-recover=undefined)
 	endif()
 endif()
+
+# -DVMC_FUZZ=ON (clang): everything is built with libFuzzer's coverage
+# instrumentation (fuzzer-no-link) and ASan + UBSan, so that the fuzz
+# targets are guided by coverage of the parsers in the libraries they link,
+# not only of their own few lines; the targets add -fsanitize=fuzzer.
+if(VMC_FUZZ)
+	add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+		-fno-sanitize-recover=undefined)
+	add_link_options(-fsanitize=address,undefined)
+endif()

@@ -931,8 +931,12 @@ static void vmc_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				n = size;
 			vmc_metric_add(&vmc_metrics.read_ops[0], 1);
 			vmc_metric_add(&vmc_metrics.read_bytes[0], n);
+			/* Once replied to, the file may be closed and forgotten
+			 * before the unlock: hold the inode until then. */
+			vmc_inode_ref(in);
 			fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 			vmc_rl_unlock(&in->in_rl, &rq);
+			vmc_inode_unref(in);
 			return;
 		}
 	}
