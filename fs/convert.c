@@ -422,6 +422,25 @@ static int convert_file(struct conv_job *j, int dirfd, const char *name, struct 
 			ctl_fail(j->c, r, "%s/%s: %s", j->vm, f->rel, err);
 			goto out;
 		}
+		if (sh->trunc_pending) {
+			/* A truncate a crash interrupted: finish it (this job holds
+			 * the VM's lock), then copy what it left. */
+			int w = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+
+			r = w < 0 ? -errno : vmc_crypt_finish_truncate(w, sh);
+			if (w >= 0)
+				close(w);
+			if (!r && fstat(src, &st))
+				r = -errno;
+			if (r) {
+				ctl_fail(j->c, r, "%s/%s: cannot finish an interrupted truncate: %s",
+					 j->vm, f->rel, strerror(-r));
+				goto out;
+			}
+			size = sh->trunc_size;
+			vmc_notice("%s/%s: finished an interrupted truncate to %llu bytes", j->vm,
+				   f->rel, (unsigned long long)size);
+		}
 	}
 	/* The temporary copy: resumed, or started afresh. */
 	if (resume_done) {

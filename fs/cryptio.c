@@ -724,6 +724,11 @@ static int trunc_finish(int fd, const struct vmc_fmt_trunc *t)
 	return r;
 }
 
+int vmc_crypt_finish_truncate(int fd, const struct vmc_hdr *h)
+{
+	return h->trunc_pending ? trunc_finish(fd, &h->raw.trunc) : 0;
+}
+
 /*
  * Shrink from @old to @size (0 < size < old). Cutting the backing file is
  * enough unless the new final unit is partial: then XTS ciphertext stealing

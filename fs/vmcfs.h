@@ -175,6 +175,9 @@ int vmc_crypt_read(struct vmc_inode *in, int fd, uint8_t **out, size_t size, off
 		   size_t *outlen);
 ssize_t vmc_crypt_write(struct vmc_inode *in, int fd, const uint8_t *buf, size_t len, off_t off);
 int vmc_crypt_truncate(struct vmc_inode *in, int fd, uint64_t size); /* in_lock held */
+/* Complete the interrupted truncate that header @h records, on @fd (read-write;
+ * the caller holds the VM's lock). */
+int vmc_crypt_finish_truncate(int fd, const struct vmc_hdr *h);
 int vmc_crypt_fallocate(struct vmc_inode *in, int fd, int mode, off_t off, off_t len);
 off_t vmc_crypt_lseek(struct vmc_inode *in, int fd, off_t off, int whence);
 /* Write a fresh header for an empty file; in_lock held. */
