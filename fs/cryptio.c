@@ -739,13 +739,13 @@ int vmc_crypt_finish_truncate(int fd, const struct vmc_hdr *h)
 static int shrink(struct vmc_inode *in, int fd, uint64_t old, uint64_t size)
 {
 	uint64_t t = size >> USHIFT, nlen = size & (UNIT - 1), olen = unit_len(t, old);
-	uint8_t *b = io_unit(), c[VMC_FMT_UNIT_SIZE];
+	uint8_t *b = io_unit(), *c = io_buf(UNIT); /* the old and the new final unit */
 	struct vmc_fmt_trunc rec;
 	struct stat st;
 	size_t a;
 	int r;
 
-	if (!b)
+	if (!b || !c)
 		return -ENOMEM;
 	if (!nlen)
 		goto cut; /* whole units go; the others are untouched */
