@@ -341,14 +341,10 @@ static int trunc_finish(int fd, const struct vmc_fmt_trunc *t);
  */
 static int trunc_redo(struct vmc_inode *in, const struct vmc_hdr *hdr, const char *where)
 {
-	struct vmc_inode *dir = vmc_inode_parent(in);
-	struct vmc_lease *lease = NULL;
-	int r = 0, w;
+	struct vmc_lease *lease;
+	int r, w;
 
-	if (dir) {
-		r = vmc_vm_lease(dir, &lease);
-		vmc_inode_unref(dir);
-	}
+	r = vmc_inode_lease(in, NULL, &lease);
 	if (r)
 		return r;
 	w = vmc_reopen(in, O_RDWR);

@@ -283,24 +283,6 @@ static int truncate_locked(struct vmc_inode *in, int fd, uint64_t size, uid_t ui
 	return r;
 }
 
-/* The VM lock for writing to @in (in directory @dir, or its remembered one). */
-static int lease_for(struct vmc_inode *in, struct vmc_inode *dir, struct vmc_lease **out)
-{
-	int r;
-
-	*out = NULL;
-	if (!vmc_lease_enabled())
-		return 0;
-	if (dir)
-		return vmc_vm_lease(dir, out);
-	dir = vmc_inode_parent(in);
-	if (!dir)
-		return 0;
-	r = vmc_vm_lease(dir, out);
-	vmc_inode_unref(dir);
-	return r;
-}
-
 static bool open_writes(int flags)
 {
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
@@ -319,7 +301,7 @@ static int do_truncate(struct vmc_inode *in, struct fuse_file_info *fi, off_t si
 	if (fi && vmc_lease_lost(handle_of(fi)->fh_lease))
 		return -EIO;
 	if (!fi) {
-		r = lease_for(in, NULL, &lease); /* truncate(2) by name */
+		r = vmc_inode_lease(in, NULL, &lease); /* truncate(2) by name */
 		if (r)
 			return r;
 	}
@@ -799,7 +781,7 @@ static void vmc_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	}
 	/* Another host writing to the VM: EBUSY before anything changes. */
 	if (open_writes(fi->flags)) {
-		r = lease_for(in, NULL, &lease);
+		r = vmc_inode_lease(in, NULL, &lease);
 		if (r) {
 			reply_err(req, -r);
 			return;
@@ -836,7 +818,7 @@ static void vmc_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, m
 		reply_err(req, EPERM);
 		return;
 	}
-	r = lease_for(NULL, dir, &lease);
+	r = vmc_inode_lease(NULL, dir, &lease);
 	if (r) {
 		reply_err(req, -r);
 		return;

@@ -522,6 +522,24 @@ int vmc_vm_lease(struct vmc_inode *dir, struct vmc_lease **out)
 	return r;
 }
 
+/* The VM lock for writing to @in (in directory @dir, or its remembered one). */
+int vmc_inode_lease(struct vmc_inode *in, struct vmc_inode *dir, struct vmc_lease **out)
+{
+	int r;
+
+	*out = NULL;
+	if (!vmc_lease_enabled())
+		return 0;
+	if (dir)
+		return vmc_vm_lease(dir, out);
+	dir = vmc_inode_parent(in);
+	if (!dir)
+		return 0;
+	r = vmc_vm_lease(dir, out);
+	vmc_inode_unref(dir);
+	return r;
+}
+
 /* --- enumerating VMs -------------------------------------------------------- */
 
 static int foreach_dir(int dirfd, const char *rel, int depth,

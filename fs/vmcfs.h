@@ -236,6 +236,8 @@ int vmc_vm_would_encrypt(struct vmc_inode *dir, const char *name, bool *encrypt)
 struct vmc_lease;
 struct vmc_vmstate;
 int vmc_vm_lease(struct vmc_inode *dir, struct vmc_lease **out);
+/* The VM lock for writing to @in (in directory @dir, or its remembered one). */
+int vmc_inode_lease(struct vmc_inode *in, struct vmc_inode *dir, struct vmc_lease **out);
 /*
  * A key provider's failure as the application (or vmcryptfs-ctl) sees it:
  * no key to be had (a dead key server, a missing key file) is ENOKEY, as for

@@ -447,8 +447,12 @@ int vmc_hdr_examine(struct vmc_hdr *h, const void *buf, size_t len, struct vmc_h
 			 sizeof(h->raw.reserved2)))
 		problem(rep, "reserved bytes are not zero");
 	if (n >= offsetof(struct vmc_fmt_file_header, slots) &&
-	    !vmc_fmt_is_zero(&h->raw.trunc, sizeof(h->raw.trunc)) && trunc_check(&h->raw.trunc))
-		problem(rep, "%s", trunc_check(&h->raw.trunc));
+	    !vmc_fmt_is_zero(&h->raw.trunc, sizeof(h->raw.trunc))) {
+		const char *why = trunc_check(&h->raw.trunc);
+
+		if (why)
+			problem(rep, "%s", why);
+	}
 	for (int i = 0; i < VMC_FMT_NSLOTS; i++) {
 		if (n < slots_off + (size_t)(i + 1) * sizeof(struct vmc_fmt_slot))
 			break;
